@@ -1,0 +1,64 @@
+"""``acdc-train``: Hydra main for training. With no arguments it runs the embedded demo
+(AC/DC on scikit-learn's digits through FFCV)."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Dict
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from acdc_exp.cli.common import guarded, plain_overrides, precheck_overrides
+from acdc_exp.config.compose import config_dir, finalize
+from acdc_exp.config.schema import register_configs
+
+PROG = "acdc-train"
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2f}%"
+
+    lines = [
+        f"== {summary['experiment']}: {summary['epochs']} epochs, {summary['steps']} steps, {summary['wall_time_s']:.1f}s",
+        f"   final ({summary['final_phase']}): top1 {pct(summary['final_top1'])}  top5 {pct(summary['final_top5'])}",
+        f"   dense member: top1 {pct(summary['dense_top1'])}   sparse: top1 {pct(summary['sparse_top1'])}"
+        + (f"   gap {summary['dense_sparse_gap']:.2f} pts" if summary.get("dense_sparse_gap") is not None else ""),
+    ]
+    if summary.get("qat_top1") is not None:
+        lines.append(f"   QAT (fake-quant): top1 {pct(summary['qat_top1'])}   int8: top1 {pct(summary['sparse_int8_top1'])}")
+    lines.append(
+        f"   sparsity of pruned layers {100 * summary['sparsity_pruned_layers']:.2f}%  "
+        f"nonzero params {summary['params_nonzero']:,}/{summary['params_total']:,}"
+    )
+    lines.append(f"   summary: {summary['run_dir']}/summary.json")
+    return "\n".join(lines)
+
+
+def _task(cfg: DictConfig) -> Dict[str, Any]:
+    from acdc_exp.training.run import run_training
+
+    def go():
+        overrides = list(HydraConfig.get().overrides.task)
+        cfg_final = finalize(cfg, overrides)
+        with open_dict(cfg_final):
+            cfg_final.paths.run_dir = HydraConfig.get().runtime.output_dir
+        return run_training(cfg_final, overrides)
+
+    summary = guarded(PROG, go)
+    print(format_summary(summary))
+    return summary
+
+
+def main() -> None:
+    register_configs()
+    argv = sys.argv[1:]
+    if plain_overrides(argv):
+        precheck_overrides(PROG, argv)
+    hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")(_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Where the Hydra configs live, and composition outside ``@hydra.main`` (tools and tests)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from omegaconf import DictConfig
+
+from acdc_exp.config.schema import register_configs
+
+
+def config_dir() -> str:
+    """``configs/`` of the checkout (editable install), or ``$ACDC_CONFIG_DIR``."""
+    env = os.environ.get("ACDC_CONFIG_DIR")
+    if env:
+        return str(Path(env).resolve())
+    return str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose like ``acdc-train`` would, without running (no ``hydra:`` resolvers available)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> DictConfig:
+    """Apply a SparseML recipe when ``recipe=`` is set, then validate ranges."""
+    from acdc_exp.config.validate import validate
+
+    if cfg.get("recipe"):
+        from acdc_exp.recipe import apply_recipe
+
+        cfg = apply_recipe(cfg, list(cli_overrides or []))
+    validate(cfg)
+    return cfg

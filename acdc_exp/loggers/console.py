@@ -1,0 +1,35 @@
+"""Prints evaluations, phase switches and mask updates as plain lines (tqdm-safe)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+from tqdm import tqdm
+
+from acdc_exp.loggers.base import Logger
+from acdc_exp.sparsity.sparsifier import MaskUpdate
+
+
+class ConsoleLogger(Logger):
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def _print(self, text: str) -> None:
+        if self.enabled:
+            tqdm.write(text)
+
+    def log_eval(self, metrics: Mapping[str, Any], step: int, epoch: float) -> None:
+        parts = [f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()]
+        self._print(f"[eval] epoch {epoch:.2f} step {step}: " + " ".join(parts))
+
+    def log_mask_update(self, update: MaskUpdate, step: int) -> None:
+        changed = "" if update.changed_fraction is None else f", {100 * update.changed_fraction:.2f}% of mask changed"
+        self._print(
+            f"[masks] epoch {update.epoch:.2f}: recomputed at target {update.target_sparsity:.3f}, "
+            f"global sparsity {update.global_sparsity:.4f}{changed}"
+        )
+
+    def log_summary(self, summary: Dict[str, Any]) -> None:
+        pass  # the CLI prints the summary
+
+    def message(self, text: str) -> None:
+        self._print(text)

@@ -1,0 +1,78 @@
+"""Learning-rate and weight-decay functions of the (fractional) epoch, SparseML semantics.
+
+A schedule is a list of segments, each a LearningRateFunctionModifier (linear / cosine over
+[start, end)) or a SetLearningRateModifier (constant from start on). At any epoch the segment
+that started last is in force; once its end has passed the lr holds its final value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from acdc_exp.errors import ConfigError
+
+LR_FUNCS = ("linear", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class LRSegment:
+    func: str
+    start_epoch: float
+    end_epoch: Optional[float]
+    init_lr: float
+    final_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.func not in LR_FUNCS:
+            raise ConfigError(f"lr_schedule func={self.func!r} is not supported; allowed: {', '.join(LR_FUNCS)}")
+        if self.init_lr < 0 or self.final_lr < 0:
+            raise ConfigError(f"lr_schedule init_lr={self.init_lr}, final_lr={self.final_lr}: learning rates must be >= 0")
+        if self.func != "constant":
+            if self.end_epoch is None or self.end_epoch <= self.start_epoch:
+                raise ConfigError(
+                    f"lr_schedule {self.func} segment start_epoch={self.start_epoch} end_epoch={self.end_epoch}: "
+                    "end_epoch must be greater than start_epoch"
+                )
+
+    def value(self, epoch: float) -> float:
+        if self.func == "constant":
+            return self.init_lr
+        assert self.end_epoch is not None
+        t = min(max((epoch - self.start_epoch) / (self.end_epoch - self.start_epoch), 0.0), 1.0)
+        if self.func == "linear":
+            return self.init_lr + (self.final_lr - self.init_lr) * t
+        return self.final_lr + 0.5 * (self.init_lr - self.final_lr) * (1.0 + math.cos(math.pi * t))
+
+
+def _latest_started(items: Sequence, epoch: float):
+    """The item with the largest start_epoch <= epoch (later list entries win ties)."""
+    chosen = None
+    for item in items:
+        if item.start_epoch <= epoch and (chosen is None or item.start_epoch >= chosen.start_epoch):
+            chosen = item
+    return chosen
+
+
+def lr_at(segments: Sequence[LRSegment], epoch: float) -> float:
+    seg = _latest_started(segments, epoch)
+    if seg is None:
+        # before any modifier starts the optimizer keeps its initial lr: the first segment's
+        seg = min(segments, key=lambda s: s.start_epoch)
+        return seg.init_lr
+    return seg.value(epoch)
+
+
+@dataclass(frozen=True)
+class WeightDecaySegment:
+    start_epoch: float
+    weight_decay: float
+
+    def __post_init__(self) -> None:
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay} is negative; allowed: >= 0")
+
+
+def weight_decay_at(segments: Sequence[WeightDecaySegment], default: float, epoch: float) -> float:
+    seg = _latest_started(segments, epoch)
+    return default if seg is None else seg.weight_decay

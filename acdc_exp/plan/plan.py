@@ -1,0 +1,211 @@
+"""The plan: everything a recipe decides, as a pure function of the optimizer step.
+
+``Plan.at(step)`` returns a ``StepPlan`` (lr, weight decay, AC/DC phase, target sparsity,
+whether masks are recomputed, QAT switches) from the config alone, with no model and no
+data, so a 206-epoch schedule can be printed, plotted and tested in milliseconds, and a
+resumed run lands in the right phase from its step counter alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at, weight_decay_at
+from acdc_exp.plan.sparsity_schedule import COMPRESSED, DENSE, SparsitySchedule, build_sparsity_schedule
+
+PHASE_IDS = {"dense": 0, "compressed": 1, "qat": 2}
+
+
+@dataclass(frozen=True)
+class QATSchedule:
+    enabled: bool = False
+    start_epoch: float = math.inf
+    disable_observer_epoch: float = math.inf
+    freeze_bn_stats_epoch: float = math.inf
+
+    @classmethod
+    def from_config(cls, cfg) -> "QATSchedule":
+        if not cfg.enabled:
+            return cls()
+        inf = math.inf
+        start = float(cfg.start_epoch)
+        obs = inf if cfg.disable_observer_epoch is None else float(cfg.disable_observer_epoch)
+        bn = inf if cfg.freeze_bn_stats_epoch is None else float(cfg.freeze_bn_stats_epoch)
+        for name, value in (("disable_observer_epoch", obs), ("freeze_bn_stats_epoch", bn)):
+            if value < start:
+                raise ConfigError(f"quantization.{name}={value} is before quantization.start_epoch={start}")
+        return cls(True, start, obs, bn)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    step: int
+    epoch: float  # fractional: step / steps_per_epoch
+    lr: float
+    weight_decay: float
+    phase: str  # dense | compressed (the sparsity phase; QAT runs on top of it)
+    sparsity: float  # target sparsity in force (0 in dense phases)
+    update_masks: bool  # recompute masks at this step
+    qat_active: bool
+    qat_start: bool  # the first step of QAT: prepare the model now
+    observers_frozen: bool
+    bn_frozen: bool
+
+    @property
+    def phase_name(self) -> str:
+        """dense / compressed / qat: what the logs call the phase."""
+        return "qat" if self.qat_active else self.phase
+
+    @property
+    def phase_id(self) -> int:
+        return PHASE_IDS[self.phase_name]
+
+
+def _crossed(boundaries: Sequence[float], prev_epoch: float, epoch: float) -> bool:
+    """True when a boundary b satisfies prev_epoch < b <= epoch: the first step at or past it."""
+    return any(prev_epoch < b <= epoch + 1e-9 for b in boundaries)
+
+
+class Plan:
+    def __init__(
+        self,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        lr_segments: Sequence[LRSegment],
+        weight_decay: float,
+        weight_decay_segments: Sequence[WeightDecaySegment] = (),
+        sparsity: Optional[SparsitySchedule] = None,
+        qat: QATSchedule = QATSchedule(),
+    ) -> None:
+        if epochs <= 0:
+            raise ConfigError(f"trainer.epochs={epochs} must be > 0")
+        if steps_per_epoch <= 0:
+            raise ConfigError(f"steps_per_epoch={steps_per_epoch} must be > 0 (is the training set empty?)")
+        if not lr_segments:
+            raise ConfigError("lr_schedule.segments is empty; give at least one segment")
+        if weight_decay < 0:
+            raise ConfigError(f"optimizer.weight_decay={weight_decay} is negative; allowed: >= 0")
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.lr_segments = list(lr_segments)
+        self.weight_decay = weight_decay
+        self.weight_decay_segments = list(weight_decay_segments)
+        self.sparsity = sparsity or SparsitySchedule()
+        self.qat = qat
+        self._mask_updates = self.sparsity.update_epochs()
+
+    @classmethod
+    def from_config(cls, cfg, steps_per_epoch: int) -> "Plan":
+        """From the composed train config (``TrainConfig``)."""
+        segs = [
+            LRSegment(
+                func=str(s.func),
+                start_epoch=float(s.start_epoch),
+                end_epoch=None if s.end_epoch is None else float(s.end_epoch),
+                init_lr=float(s.init_lr),
+                final_lr=float(s.final_lr),
+            )
+            for s in cfg.lr_schedule.segments
+        ]
+        wd = [WeightDecaySegment(float(s.start_epoch), float(s.weight_decay)) for s in cfg.lr_schedule.weight_decay]
+        return cls(
+            epochs=int(cfg.trainer.epochs),
+            steps_per_epoch=steps_per_epoch,
+            lr_segments=segs,
+            weight_decay=float(cfg.optimizer.weight_decay),
+            weight_decay_segments=wd,
+            sparsity=build_sparsity_schedule(cfg.sparsity),
+            qat=QATSchedule.from_config(cfg.quantization),
+        )
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def epoch_of(self, step: int) -> float:
+        return step / self.steps_per_epoch
+
+    def at(self, step: int) -> StepPlan:
+        epoch = self.epoch_of(step)
+        prev = self.epoch_of(step - 1) if step > 0 else -math.inf
+        q = self.qat
+        return StepPlan(
+            step=step,
+            epoch=epoch,
+            lr=lr_at(self.lr_segments, epoch),
+            weight_decay=weight_decay_at(self.weight_decay_segments, self.weight_decay, epoch),
+            phase=self.sparsity.phase(epoch),
+            sparsity=self.sparsity.sparsity(epoch),
+            update_masks=_crossed(self._mask_updates, prev, epoch),
+            qat_active=q.enabled and epoch >= q.start_epoch - 1e-9,
+            qat_start=q.enabled and _crossed([q.start_epoch], prev, epoch),
+            observers_frozen=q.enabled and epoch >= q.disable_observer_epoch - 1e-9,
+            bn_frozen=q.enabled and epoch >= q.freeze_bn_stats_epoch - 1e-9,
+        )
+
+    # --- views for acdc-schedule, plots and logs -------------------------------------------
+
+    def trace(self) -> List[Dict[str, Any]]:
+        """One row per optimizer step."""
+        rows = []
+        for s in range(self.total_steps):
+            p = self.at(s)
+            row = asdict(p)
+            row["phase_name"] = p.phase_name
+            rows.append(row)
+        return rows
+
+    def epoch_table(self) -> List[Dict[str, Any]]:
+        """One row per epoch, taken at the epoch's first step."""
+        rows = []
+        for e in range(self.epochs):
+            p = self.at(e * self.steps_per_epoch)
+            updates = any(self.at(s).update_masks for s in range(e * self.steps_per_epoch, (e + 1) * self.steps_per_epoch))
+            rows.append(
+                {
+                    "epoch": e,
+                    "phase": p.phase_name,
+                    "sparsity": p.sparsity,
+                    "lr": p.lr,
+                    "weight_decay": p.weight_decay,
+                    "mask_update": updates,
+                    "qat": p.qat_active,
+                    "observers_frozen": p.observers_frozen,
+                    "bn_frozen": p.bn_frozen,
+                }
+            )
+        return rows
+
+    def phase_name_at(self, step: int) -> str:
+        """The phase name alone (cheaper than ``at``): dense / compressed / qat."""
+        epoch = self.epoch_of(step)
+        if self.qat.enabled and epoch >= self.qat.start_epoch - 1e-9:
+            return "qat"
+        return self.sparsity.phase(epoch)
+
+    def phase_intervals(self, samples_per_epoch: int = 100) -> List[Tuple[float, float, str]]:
+        """Contiguous [start, end) epoch ranges of the same phase name, for shading plots.
+        Sampled at most ``samples_per_epoch`` times an epoch so long plans stay cheap."""
+        stride = max(1, self.steps_per_epoch // samples_per_epoch)
+        out: List[Tuple[float, float, str]] = []
+        for s in range(0, self.total_steps, stride):
+            name = self.phase_name_at(s)
+            end = self.epoch_of(min(s + stride, self.total_steps))
+            if out and out[-1][2] == name:
+                out[-1] = (out[-1][0], end, name)
+            else:
+                out.append((self.epoch_of(s), end, name))
+        return out
+
+    def is_dense_member_step(self, step: int) -> bool:
+        """True at the last step of the last dense phase: the dense model of the pair is final."""
+        end = self.sparsity.dense_member_epoch()
+        if end is None:
+            return False
+        return _crossed([end], self.epoch_of(step), self.epoch_of(step + 1))
+
+
+__all__ = ["Plan", "StepPlan", "QATSchedule", "PHASE_IDS", "DENSE", "COMPRESSED"]

@@ -1,0 +1,190 @@
+"""When weights are pruned: AC/DC (SparseML ACDCPruningModifier semantics), GMP, or never.
+
+Each schedule answers, for a fractional epoch, which phase is in force and at what target
+sparsity, and lists the epochs at which masks are recomputed. Nothing here sees a model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from acdc_exp.errors import ConfigError
+
+DENSE = "dense"
+COMPRESSED = "compressed"
+METHODS = ("acdc", "gmp", "dense")
+
+
+class SparsitySchedule:
+    """Base: always dense."""
+
+    def phase(self, epoch: float) -> str:
+        return DENSE
+
+    def sparsity(self, epoch: float) -> float:
+        return 0.0
+
+    def update_epochs(self) -> List[float]:
+        """Epochs at which masks are (re)computed, ascending."""
+        return []
+
+    def dense_member_epoch(self) -> Optional[float]:
+        """Epoch at which the last dense (decompressed) phase ends: the dense model of the pair."""
+        return None
+
+
+@dataclass
+class ACDCSchedule(SparsitySchedule):
+    """Alternating dense / compressed phases of ``update_frequency`` epochs.
+
+    With ``k = floor((epoch - start) / freq)`` a phase is dense when k is even and
+    ``epoch < end - freq``, otherwise compressed; dense before ``start``. So the phase that
+    begins at ``end - freq`` is always compressed, and masks stay in force after ``end``.
+    """
+
+    sparsity_target: float
+    start_epoch: float
+    end_epoch: float
+    update_frequency: float
+
+    def __post_init__(self) -> None:
+        if self.update_frequency <= 0:
+            raise ConfigError(f"sparsity.update_frequency={self.update_frequency} must be > 0")
+        if self.end_epoch <= self.start_epoch:
+            raise ConfigError(
+                f"sparsity.end_epoch={self.end_epoch} must be greater than sparsity.start_epoch={self.start_epoch}"
+            )
+
+    def phase(self, epoch: float) -> str:
+        if epoch < self.start_epoch:
+            return DENSE
+        k = math.floor((epoch - self.start_epoch) / self.update_frequency + 1e-9)
+        if k % 2 == 0 and epoch < self.end_epoch - self.update_frequency:
+            return DENSE
+        return COMPRESSED
+
+    def sparsity(self, epoch: float) -> float:
+        return self.sparsity_target if self.phase(epoch) == COMPRESSED else 0.0
+
+    def _boundaries(self) -> List[float]:
+        out, k = [], 0
+        while True:
+            b = self.start_epoch + k * self.update_frequency
+            if b >= self.end_epoch - 1e-9:
+                break
+            out.append(b)
+            k += 1
+        out.append(self.end_epoch)
+        return out
+
+    def update_epochs(self) -> List[float]:
+        # every boundary that opens (or continues into) a compressed phase, plus end_epoch
+        return [b for b in self._boundaries() if self.phase(b) == COMPRESSED]
+
+    def dense_member_epoch(self) -> Optional[float]:
+        ends = [b for b in self._boundaries() if self.phase(b) == COMPRESSED and self.phase(b - 1e-6) == DENSE]
+        return ends[-1] if ends else None
+
+
+@dataclass
+class ExplicitPhaseSchedule(SparsitySchedule):
+    """A user-written list of phases (e.g. the AC/DC paper's dense warm-up and long final
+    compressed phase). Dense before the first phase; the last phase continues after its end."""
+
+    sparsity_target: float
+    phases: Sequence[Tuple[float, float, str]]
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            raise ConfigError("sparsity.phases is empty; give at least one {start_epoch, end_epoch, phase}")
+        prev_end = None
+        for start, end, ph in self.phases:
+            if ph not in (DENSE, COMPRESSED):
+                raise ConfigError(f"sparsity.phases phase={ph!r} is not allowed; allowed: dense, compressed")
+            if end <= start:
+                raise ConfigError(f"sparsity.phases entry [{start}, {end}) must have end_epoch > start_epoch")
+            if prev_end is not None and start < prev_end - 1e-9:
+                raise ConfigError(f"sparsity.phases entry starting at {start} overlaps the previous one (ends {prev_end})")
+            prev_end = end
+
+    def phase(self, epoch: float) -> str:
+        for start, end, ph in self.phases:
+            if start <= epoch < end:
+                return ph
+        if epoch >= self.phases[-1][1]:
+            return self.phases[-1][2]
+        return DENSE  # before the first phase, or in a gap between phases
+
+    def sparsity(self, epoch: float) -> float:
+        return self.sparsity_target if self.phase(epoch) == COMPRESSED else 0.0
+
+    def update_epochs(self) -> List[float]:
+        return [start for start, _, ph in self.phases if ph == COMPRESSED]
+
+    def dense_member_epoch(self) -> Optional[float]:
+        ends = [start for start in self.update_epochs() if self.phase(start - 1e-6) == DENSE]
+        return ends[-1] if ends else None
+
+
+@dataclass
+class GMPSchedule(SparsitySchedule):
+    """Gradual magnitude pruning, cubic ramp of Zhu & Gupta (2017):
+    s(e) = s_f + (s_i - s_f) * (1 - (e - start) / (end - start))^3, applied every
+    ``update_frequency`` epochs and held in between."""
+
+    sparsity_target: float
+    init_sparsity: float
+    start_epoch: float
+    end_epoch: float
+    update_frequency: float
+
+    def __post_init__(self) -> None:
+        if self.update_frequency <= 0:
+            raise ConfigError(f"sparsity.update_frequency={self.update_frequency} must be > 0")
+        if self.end_epoch <= self.start_epoch:
+            raise ConfigError(
+                f"sparsity.end_epoch={self.end_epoch} must be greater than sparsity.start_epoch={self.start_epoch}"
+            )
+
+    def _cubic(self, epoch: float) -> float:
+        t = min(max((epoch - self.start_epoch) / (self.end_epoch - self.start_epoch), 0.0), 1.0)
+        return self.sparsity_target + (self.init_sparsity - self.sparsity_target) * (1.0 - t) ** 3
+
+    def phase(self, epoch: float) -> str:
+        return DENSE if epoch < self.start_epoch else COMPRESSED
+
+    def update_epochs(self) -> List[float]:
+        out, k = [], 0
+        while self.start_epoch + k * self.update_frequency < self.end_epoch - 1e-9:
+            out.append(self.start_epoch + k * self.update_frequency)
+            k += 1
+        out.append(self.end_epoch)
+        return out
+
+    def sparsity(self, epoch: float) -> float:
+        passed = [b for b in self.update_epochs() if b <= epoch + 1e-9]
+        return self._cubic(passed[-1]) if passed else 0.0
+
+    def dense_member_epoch(self) -> Optional[float]:
+        return self.start_epoch
+
+
+def build_sparsity_schedule(cfg) -> SparsitySchedule:
+    """From a ``SparsityConfig`` (Hydra node or dataclass)."""
+    method = cfg.method
+    if method not in METHODS:
+        raise ConfigError(f"sparsity.method={method!r} is not supported; allowed: {', '.join(METHODS)}")
+    if not 0.0 <= float(cfg.sparsity) <= 1.0:
+        raise ConfigError(f"sparsity.sparsity={cfg.sparsity} is out of range; allowed: 0 <= sparsity <= 1")
+    if method == "dense":
+        return SparsitySchedule()
+    if method == "gmp":
+        return GMPSchedule(
+            float(cfg.sparsity), float(cfg.init_sparsity), float(cfg.start_epoch), float(cfg.end_epoch),
+            float(cfg.update_frequency),
+        )
+    if cfg.phases:
+        phases = [(float(p.start_epoch), float(p.end_epoch), str(p.phase)) for p in cfg.phases]
+        return ExplicitPhaseSchedule(float(cfg.sparsity), phases)
+    return ACDCSchedule(float(cfg.sparsity), float(cfg.start_epoch), float(cfg.end_epoch), float(cfg.update_frequency))

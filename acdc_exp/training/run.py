@@ -1,0 +1,102 @@
+"""Assemble a run from the composed config: model, data, optimizer, plan, hooks, logger."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.loggers import build_logger
+from acdc_exp.plan import Plan
+from acdc_exp.quantization import build_quantizer
+from acdc_exp.sparsity.sparsifier import Sparsifier
+from acdc_exp.training import checkpoint as ckpt
+from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
+from acdc_exp.training.trainer import Trainer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """``cfg`` is OptimizerConfig. BN and bias parameters go to a no-decay group on request;
+    the group's ``decay`` flag tells the trainer whether the plan's weight decay applies."""
+    decay: List[nn.Parameter] = []
+    no_decay: List[nn.Parameter] = []
+    for _, p in model.named_parameters():
+        (no_decay if (p.ndim <= 1 and not cfg.decay_bn_and_bias) else decay).append(p)
+    groups = [{"params": decay, "decay": True}]
+    if no_decay:
+        groups.append({"params": no_decay, "decay": False, "weight_decay": 0.0})
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    kwargs.pop("decay_bn_and_bias")
+    target = kwargs.pop("_target_")
+    return get_class(target)(groups, **kwargs)
+
+
+def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Train as ``cfg`` says; ``overrides`` (the command line) name the W&B run."""
+    tcfg = cfg.trainer
+    if tcfg.num_threads:
+        torch.set_num_threads(int(tcfg.num_threads))
+    if tcfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_device(tcfg.device)
+    dist: DistInfo = init_distributed(device.type)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(int(cfg.seed))
+
+    from acdc_exp.data import build_data
+
+    data = build_data(
+        cfg.data, data_cache=cfg.paths.data_cache, device=device, seed=int(cfg.seed),
+        rank=dist.rank, world_size=dist.world_size, distributed=dist.enabled,
+    )
+    model: nn.Module = instantiate(cfg.model).to(device)
+    if device.type == "cuda" and tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    plan = Plan.from_config(cfg, data.steps_per_epoch())
+    sparsifier = Sparsifier.from_config(model, cfg.sparsity)
+    quantizer = build_quantizer(cfg.quantization, model)
+
+    resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
+    state = ckpt.load(resume_path) if resume_path else None
+    logger = build_logger(
+        cfg.logger, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True),
+        resume_id=state.get("logger_run_id") if state else None, is_main=dist.is_main,
+        overrides=list(overrides or []),
+    )
+    trainer = Trainer(
+        cfg=cfg, model=model, data=data, optimizer=optimizer, plan=plan, sparsifier=sparsifier,
+        quantizer=quantizer, logger=logger, run_dir=run_dir, device=device, dist=dist,
+    )
+    if state is not None:
+        trainer.load_state_dict(state)
+        logger.message(f"[resume] from {resume_path} at epoch {trainer.start_epoch} (step {trainer.step})")
+    try:
+        summary = trainer.fit()
+    finally:
+        logger.finish()
+        shutdown(dist)
+    return summary

@@ -1,0 +1,323 @@
+"""The training loop. It knows nothing about AC/DC: each step it asks the plan what to do and
+calls the sparsifier's and quantizer's hooks in a fixed order.
+
+    p = plan.at(step); set lr / wd; sparsifier.begin_step(p); quantizer.begin_step(p)
+    forward, backward; sparsifier.mask_gradients(); optimizer.step(); sparsifier.apply_masks()
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from acdc_exp.loggers.base import Logger
+from acdc_exp.loggers.plots import plot_training_curve
+from acdc_exp.plan import Plan, StepPlan
+from acdc_exp.sparsity.sparsifier import Sparsifier
+from acdc_exp.training import checkpoint as ckpt
+from acdc_exp.training.distributed import DistInfo, barrier
+from acdc_exp.training.metrics import evaluate, topk_correct
+
+EVAL_PREFIX = {"dense": "val/dense", "compressed": "val/sparse", "qat": "val/qat"}
+
+
+@dataclass
+class Results:
+    """What the run has learned about its sparse-dense pair so far (kept in checkpoints)."""
+
+    dense: Optional[Dict[str, float]] = None  # the dense member, end of last dense phase
+    dense_epoch: Optional[float] = None
+    sparse: Optional[Dict[str, float]] = None  # last evaluation in a compressed phase (float)
+    qat: Optional[Dict[str, float]] = None  # last evaluation with fake quantization
+    final: Optional[Dict[str, float]] = None  # the latest evaluation, whatever its phase
+    final_phase: Optional[str] = None
+    history: list = field(default_factory=list)  # (epoch, phase, top1) of every evaluation
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        cfg,
+        model: nn.Module,
+        data,
+        optimizer: torch.optim.Optimizer,
+        plan: Plan,
+        sparsifier: Sparsifier,
+        quantizer,
+        logger: Logger,
+        run_dir: Path,
+        device: torch.device,
+        dist: DistInfo = DistInfo(),
+    ) -> None:
+        self.cfg = cfg
+        self.model = model  # the bare module: hooks and checkpoints use it
+        self.data = data
+        self.optimizer = optimizer
+        self.plan = plan
+        self.sparsifier = sparsifier
+        self.quantizer = quantizer
+        self.logger = logger
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.device = device
+        self.dist = dist
+        tcfg = cfg.trainer
+        self.use_amp = bool(tcfg.amp) and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
+        self.step = 0
+        self.start_epoch = 0
+        self.results = Results()
+        self.forward_model = self._wrap(model)
+        sparsifier.attach_optimizer(optimizer)
+
+    # --- set-up helpers -------------------------------------------------------------------
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.dist.enabled:
+            return model
+        ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _apply_hparams(self, p: StepPlan) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = p.lr
+            group["weight_decay"] = p.weight_decay if group.get("decay", True) else 0.0
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self, next_epoch: int) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": next_epoch,
+            "step": self.step,
+            "rng": ckpt.rng_state(),
+            "sparsifier": self.sparsifier.state_dict(),
+            "quantizer": self.quantizer.state_dict(),
+            "logger_run_id": self.logger.run_id,
+            "results": self.results.__dict__,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        qstate = state.get("quantizer", {})
+        if qstate.get("prepared"):
+            # QAT swapped modules before this checkpoint: swap them again, then load
+            self.quantizer.prepare(self.model)
+            self.sparsifier.rebind(self.model)
+            self.forward_model = self._wrap(self.model)
+        self.quantizer.load_state_dict(qstate)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sparsifier.load_state_dict(state["sparsifier"])
+        self.results = Results(**state.get("results", {}))
+        self.step = int(state["step"])
+        self.start_epoch = int(state["epoch"])
+        ckpt.set_rng_state(state["rng"])
+
+    def save_checkpoint(self, next_epoch: int) -> Optional[Path]:
+        if not self.dist.is_main:
+            return None
+        return ckpt.save_atomic(self.state_dict(next_epoch), self.ckpt_dir / ckpt.LAST)
+
+    def _save_member(self, name: str, metrics: Dict[str, float]) -> Path:
+        payload = {
+            "model": self.model.state_dict(),
+            "quantizer": self.quantizer.state_dict(),
+            "sparsifier": self.sparsifier.state_dict(),
+            "metrics": metrics,
+            "epoch": self.plan.epoch_of(self.step),
+            "step": self.step,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+        return ckpt.save_atomic(payload, self.ckpt_dir / f"{name}.pt")
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self) -> Dict[str, float]:
+        limit = self.cfg.data.limit_val_batches
+        return evaluate(self.model, self.data.val_batches(), self.data.prepare, self.device, amp=self.use_amp, limit=limit)
+
+    def _record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
+        prefix = EVAL_PREFIX[phase_name]
+        self.logger.log_eval(
+            {f"{prefix}/top1": metrics["top1"], f"{prefix}/top5": metrics["top5"], f"{prefix}/loss": metrics["loss"], "epoch": epoch},
+            self.step,
+            epoch,
+        )
+        self.results.history.append((epoch, phase_name, metrics["top1"]))
+        self.results.final, self.results.final_phase = metrics, phase_name
+        if phase_name == "compressed":
+            self.results.sparse = metrics
+        elif phase_name == "qat":
+            self.results.qat = metrics
+
+    def _dense_member(self, epoch: float) -> None:
+        metrics = self.evaluate()
+        self._record_eval(metrics, "dense", epoch)
+        self.results.dense, self.results.dense_epoch = metrics, epoch
+        if self.dist.is_main:
+            path = self._save_member("dense", metrics)
+            self.logger.message(f"[pair] dense member saved at epoch {epoch:.2f}: top1 {metrics['top1']:.2f} -> {path}")
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor, p: StepPlan) -> Dict[str, float]:
+        self._apply_hparams(p)
+        update = self.sparsifier.begin_step(p)
+        if update is not None:
+            self.logger.log_mask_update(update, self.step)
+        if self.quantizer.begin_step(p, self.model):
+            self.sparsifier.rebind(self.model)
+            self.forward_model = self._wrap(self.model)
+            self.logger.message(f"[qat] quantization-aware training starts at epoch {p.epoch:.2f}")
+        images = self.data.prepare(images.to(self.device, non_blocking=True))
+        labels = labels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            logits = self.forward_model(images)
+            loss = self.criterion(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.sparsifier.mask_gradients()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.sparsifier.apply_masks()
+        correct = topk_correct(logits.detach(), labels, ks=(1,))[1]
+        return {"loss": loss.item(), "top1": 100.0 * correct / labels.numel()}
+
+    def fit(self) -> Dict[str, Any]:
+        tcfg = self.cfg.trainer
+        spe = self.plan.steps_per_epoch
+        max_steps = tcfg.max_steps
+        started = time.time()
+        log_every = max(1, int(self.cfg.logger.log_every_steps))
+        prev_phase = self.plan.at(max(self.step - 1, 0)).phase_name if self.step else None
+        stop = False
+        self.model.train()
+        for epoch in range(self.start_epoch, self.plan.epochs):
+            bar = tqdm(
+                total=spe, desc=f"epoch {epoch + 1}/{self.plan.epochs}", leave=False, dynamic_ncols=True,
+                disable=not (tcfg.progress and self.dist.is_main),
+            )
+            window_t, window_n = time.time(), 0
+            dense_member_evaluated = False
+            for i, (images, labels) in enumerate(self.data.train_batches(epoch)):
+                if i >= spe:
+                    break
+                p = self.plan.at(self.step)
+                if p.phase_name != prev_phase:
+                    self.logger.message(f"[phase] epoch {p.epoch:.2f}: {prev_phase or 'start'} -> {p.phase_name}")
+                    prev_phase = p.phase_name
+                stats = self._train_step(images, labels, p)
+                window_n += labels.shape[0]
+                if self.plan.is_dense_member_step(self.step):
+                    self.step += 1
+                    self._dense_member(self.plan.epoch_of(self.step))
+                    dense_member_evaluated = True
+                else:
+                    self.step += 1
+                if self.step % log_every == 0 or i == spe - 1:
+                    elapsed = max(time.time() - window_t, 1e-9)
+                    ips = window_n * self.dist.world_size / elapsed
+                    self.logger.log_step(
+                        {
+                            "train/loss": stats["loss"], "train/top1": stats["top1"], "lr": p.lr,
+                            "weight_decay": p.weight_decay, "img_per_s": ips, "phase": p.phase_id,
+                            "phase_name": p.phase_name, "target_sparsity": p.sparsity, "epoch": self.plan.epoch_of(self.step),
+                        },
+                        self.step,
+                    )
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
+                    window_t, window_n = time.time(), 0
+                bar.update(1)
+                if max_steps is not None and self.step >= max_steps:
+                    stop = True
+                    break
+            bar.close()
+            last = epoch + 1 == self.plan.epochs or stop
+            end_phase = self.plan.at(self.step - 1).phase_name
+            if not dense_member_evaluated and (last or (epoch + 1) % tcfg.eval_every_epochs == 0):
+                self._record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
+            if last or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+                self.save_checkpoint(epoch + 1)
+            barrier(self.dist)
+            if stop:
+                break
+        return self._finish(time.time() - started)
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _finish(self, wall: float) -> Dict[str, Any]:
+        r = self.results
+        if r.final is None:  # resumed after the last epoch's evaluation was lost
+            self._record_eval(self.evaluate(), self.plan.at(max(self.step - 1, 0)).phase_name, self.plan.epoch_of(self.step))
+        final, final_phase = r.final, r.final_phase
+        if final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
+            r.dense, r.dense_epoch = final, self.plan.epoch_of(self.step)
+        paths: Dict[str, str] = {}
+        summary: Dict[str, Any] = {}
+        if self.dist.is_main:
+            paths["final"] = str(self._save_member("final", final))
+            paths["last"] = str(self.ckpt_dir / ckpt.LAST)
+            if (self.ckpt_dir / "dense.pt").exists():
+                paths["dense"] = str(self.ckpt_dir / "dense.pt")
+        int8 = self.quantizer.convert(self.model) if self.quantizer.prepared else None
+        int8_metrics = None
+        if int8 is not None:
+            cpu = torch.device("cpu")
+            int8_metrics = evaluate(int8, self.data.val_batches(), lambda x: self.data.prepare(x).to(cpu), cpu,
+                                    limit=self.cfg.data.limit_val_batches)
+            if self.dist.is_main:
+                paths["int8"] = str(ckpt.save_atomic({"model": int8.state_dict(), "metrics": int8_metrics}, self.ckpt_dir / "final_int8.pt"))
+        named = dict(self.model.named_parameters())
+        total = sum(p.numel() for p in named.values())
+        zeros = sum(int((p == 0).sum().item()) for p in named.values())
+        layer = self.sparsifier.layer_sparsity()
+        pruned_total = sum(named[n].numel() for n in layer)
+        pruned_zeros = sum(layer[n] * named[n].numel() for n in layer)
+        summary.update(
+            experiment=self.cfg.experiment_name,
+            run_dir=str(self.run_dir),
+            epochs=self.plan.epochs,
+            steps=self.step,
+            final_phase=final_phase,
+            final_top1=final["top1"],
+            final_top5=final["top5"],
+            dense_top1=r.dense["top1"] if r.dense else None,
+            dense_top5=r.dense["top5"] if r.dense else None,
+            dense_epoch=r.dense_epoch,
+            sparse_top1=r.sparse["top1"] if r.sparse else None,
+            sparse_top5=r.sparse["top5"] if r.sparse else None,
+            qat_top1=r.qat["top1"] if r.qat else None,
+            sparse_int8_top1=int8_metrics["top1"] if int8_metrics else None,
+            params_total=total,
+            params_nonzero=total - zeros,
+            sparsity_target=float(self.cfg.sparsity.sparsity) if self.cfg.sparsity.method != "dense" else 0.0,
+            sparsity_pruned_layers=pruned_zeros / pruned_total if pruned_total else 0.0,
+            checkpoints=paths,
+            wall_time_s=wall,
+            wandb_run_id=self.logger.run_id,
+        )
+        if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:
+            summary["dense_sparse_gap"] = summary["dense_top1"] - summary["sparse_top1"]
+        if self.dist.is_main:
+            curve = plot_training_curve(
+                r.history, self.plan.phase_intervals(), self.run_dir / "training_curve.png",
+                title=f"{self.cfg.experiment_name}: validation top-1 by phase",
+            )
+            summary["training_curve"] = str(curve)
+            self.logger.log_image("plots/training_curve", curve)
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            self.logger.log_summary(summary)
+        return summary

@@ -1,0 +1,43 @@
+"""Shared test set-up: one torch thread (2-core machines), offline W&B, a shared data cache."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# Environment first, so subprocesses (CLIs, SLURM jobs) inherit it too.
+os.environ.setdefault("ACDC_DATA_CACHE", str(Path(tempfile.gettempdir()) / "acdc-exp-test-cache"))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def cli(name: str) -> str:
+    """Path of a console script of this venv."""
+    return str(VENV_BIN / name)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "run"
+    d.mkdir()
+    return d
+
+
+def small_overrides(run_root: Path | None = None) -> list[str]:
+    """Overrides that keep an end-to-end digits run to seconds."""
+    out = ["trainer.num_threads=1", "trainer.progress=false", "logger=none", "data.num_workers=1"]
+    if run_root is not None:
+        out.append(f"paths.runs_root={run_root}")
+    return out

@@ -1,0 +1,127 @@
+"""The pure step plan: AC/DC phases with SparseML semantics, LR functions, QAT switches."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.plan import Plan
+from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at
+from acdc_exp.plan.sparsity_schedule import ACDCSchedule, ExplicitPhaseSchedule, GMPSchedule
+from acdc_exp.plan.plan import QATSchedule
+
+
+def phase_runs(schedule, epochs: int):
+    """[(start, end, phase)] over integer epochs."""
+    runs = []
+    for e in range(epochs):
+        ph = schedule.phase(e)
+        if runs and runs[-1][2] == ph:
+            runs[-1] = (runs[-1][0], e + 1, ph)
+        else:
+            runs.append((e, e + 1, ph))
+    return runs
+
+
+def test_acdc_phase_table_matches_the_reference_recipe():
+    s = ACDCSchedule(0.85, start_epoch=5, end_epoch=190, update_frequency=5)
+    runs = phase_runs(s, 206)
+    assert runs[0] == (0, 10, "dense")
+    assert runs[1] == (10, 15, "compressed")
+    assert runs[2] == (15, 20, "dense")
+    assert runs[-2] == (175, 180, "dense")
+    assert runs[-1] == (180, 206, "compressed")
+    # strictly alternating 5-epoch phases in between
+    for start, end, ph in runs[1:-1]:
+        assert end - start == 5
+        assert ph == ("compressed" if (start // 5) % 2 == 0 else "dense")
+    assert s.update_epochs() == [float(e) for e in range(10, 190, 10)] + [185.0, 190.0]
+    assert s.dense_member_epoch() == 180
+
+
+def test_acdc_fractional_epochs_and_first_step_past_boundary():
+    spe = 7  # boundaries do not fall on steps: updates happen at the first step at or past them
+    plan = Plan(
+        epochs=12, steps_per_epoch=spe, lr_segments=[LRSegment("constant", 0, None, 0.1)], weight_decay=0.0,
+        sparsity=ACDCSchedule(0.9, start_epoch=1.5, end_epoch=9.5, update_frequency=2),
+    )
+    updates = [s for s in range(plan.total_steps) if plan.at(s).update_masks]
+    expected = []
+    for b in (3.5, 7.5, 9.5):  # compressed starts at 3.5 and 7.5 (k odd), and end_epoch
+        expected.append(math.ceil(b * spe - 1e-9))
+    assert updates == expected
+    for s in updates:
+        assert plan.epoch_of(s - 1) < plan.epoch_of(s)
+        assert plan.at(s).phase == "compressed"
+
+
+def test_explicit_phases_express_the_paper_variant():
+    s = ExplicitPhaseSchedule(0.9, [(4, 7, "compressed"), (7, 10, "dense"), (10, 13, "compressed"), (13, 30, "compressed")])
+    assert [s.phase(e) for e in (0, 3.9, 4, 6.9, 7, 9.9, 10, 12, 13, 40)] == [
+        "dense", "dense", "compressed", "compressed", "dense", "dense", "compressed", "compressed", "compressed", "compressed"
+    ]
+    assert s.update_epochs() == [4, 10, 13]  # back-to-back compressed phases recompute at their boundary
+    assert s.dense_member_epoch() == 10
+
+
+def test_gmp_cubic_ramp():
+    s = GMPSchedule(0.9, init_sparsity=0.05, start_epoch=2, end_epoch=12, update_frequency=1)
+    assert s.sparsity(1.9) == 0.0
+    assert s.sparsity(2) == pytest.approx(0.05)
+    assert s.sparsity(7.5) == pytest.approx(0.9 + (0.05 - 0.9) * (1 - 5 / 10) ** 3)  # held since epoch 7
+    assert s.sparsity(12) == pytest.approx(0.9)
+    assert s.sparsity(30) == pytest.approx(0.9)
+    vals = [s.sparsity(e) for e in range(2, 13)]
+    assert vals == sorted(vals)
+
+
+def test_lr_segments_follow_sparseml_semantics():
+    segs = [
+        LRSegment("linear", 0, 5, 0.0512, 0.256),
+        LRSegment("cosine", 5, 200, 0.256, 0.0),
+        LRSegment("constant", 200, None, 5e-5),
+        LRSegment("cosine", 202, 206, 5e-5, 0.0),
+    ]
+    assert lr_at(segs, 0) == pytest.approx(0.0512)
+    assert lr_at(segs, 2.5) == pytest.approx((0.0512 + 0.256) / 2)
+    assert lr_at(segs, 5) == pytest.approx(0.256)
+    assert lr_at(segs, 102.5) == pytest.approx(0.128)
+    assert lr_at(segs, 199.999) == pytest.approx(0.0, abs=1e-8)
+    assert lr_at(segs, 200) == pytest.approx(5e-5)
+    assert lr_at(segs, 201.9) == pytest.approx(5e-5)
+    assert lr_at(segs, 204) == pytest.approx(2.5e-5)
+    assert lr_at(segs, 206) == pytest.approx(0.0)
+
+
+def test_qat_switches_and_weight_decay():
+    plan = Plan(
+        epochs=10, steps_per_epoch=4, lr_segments=[LRSegment("constant", 0, None, 0.1)], weight_decay=1e-4,
+        weight_decay_segments=[WeightDecaySegment(3, 1e-5)],
+        qat=QATSchedule(True, start_epoch=7, disable_observer_epoch=8, freeze_bn_stats_epoch=9),
+    )
+    rows = [plan.at(s) for s in range(plan.total_steps)]
+    assert [r.step for r in rows if r.qat_start] == [28]
+    assert all(r.qat_active == (r.epoch >= 7) for r in rows)
+    assert all(r.observers_frozen == (r.epoch >= 8) for r in rows)
+    assert all(r.bn_frozen == (r.epoch >= 9) for r in rows)
+    assert {r.phase_name for r in rows if r.epoch >= 7} == {"qat"}
+    assert rows[11].weight_decay == 1e-4 and rows[12].weight_decay == 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(start_epoch=5, end_epoch=5, update_frequency=5), "end_epoch=5"),
+        (dict(start_epoch=0, end_epoch=10, update_frequency=0), "update_frequency=0"),
+    ],
+)
+def test_bad_schedules_are_one_line_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        ACDCSchedule(0.9, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_negative_lr_is_refused():
+    with pytest.raises(ConfigError, match="init_lr=-0.1"):
+        LRSegment("constant", 0, None, -0.1)
