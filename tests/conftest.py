@@ -41,3 +41,20 @@ def small_overrides(run_root: Path | None = None) -> list[str]:
     if run_root is not None:
         out.append(f"paths.runs_root={run_root}")
     return out
+
+
+def train(overrides: list[str], run_dir: Path) -> dict:
+    """Compose like acdc-train, point the run at ``run_dir``, and train in-process."""
+    from omegaconf import open_dict
+
+    from acdc_exp.config.compose import compose_config, finalize
+    from acdc_exp.training.run import run_training
+
+    cfg = finalize(compose_config(small_overrides() + list(overrides)))
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(run_dir)
+    return run_training(cfg)
+
+
+def load_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -18,6 +18,12 @@ PROG = "acdc-train"
 
 
 def format_summary(summary: Dict[str, Any]) -> str:
+    if summary.get("interrupted"):
+        return (
+            f"== stopped at step {summary['step']}; state saved in {summary['checkpoint']}\n"
+            f"   continue with: acdc-train <same overrides> hydra.run.dir={summary['run_dir']}"
+        )
+
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
 

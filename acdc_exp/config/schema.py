@@ -185,7 +185,8 @@ class TrainerConfig:
     progress: bool = True
     num_threads: Optional[int] = None  # torch intra-op threads; null = leave torch's default
     deterministic: bool = False
-    max_steps: Optional[int] = None  # stop early after this many optimizer steps (tests)
+    # stop after this many optimizer steps, saving last.pt as a preemption would (resumable)
+    max_steps: Optional[int] = None
     export_onnx: bool = False
 
 

@@ -18,7 +18,7 @@ from acdc_exp.quantization import build_quantizer
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
-from acdc_exp.training.trainer import Trainer
+from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,9 +93,12 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     )
     if state is not None:
         trainer.load_state_dict(state)
-        logger.message(f"[resume] from {resume_path} at epoch {trainer.start_epoch} (step {trainer.step})")
+        logger.message(f"[resume] from {resume_path} at epoch {plan.epoch_of(trainer.step):.2f} (step {trainer.step})")
     try:
         summary = trainer.fit()
+    except TrainingInterrupted as stop:
+        summary = {"interrupted": True, "step": stop.step, "run_dir": str(run_dir),
+                   "checkpoint": str(run_dir / "checkpoints" / ckpt.LAST)}
     finally:
         logger.finish()
         shutdown(dist)

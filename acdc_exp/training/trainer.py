@@ -25,6 +25,14 @@ from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier
 from acdc_exp.training.metrics import evaluate, topk_correct
 
+class TrainingInterrupted(Exception):
+    """The loop stopped early on request (max_steps, preemption) after writing last.pt."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training stopped at step {step}; last.pt holds the state to resume from")
+        self.step = step
+
+
 EVAL_PREFIX = {"dense": "val/dense", "compressed": "val/sparse", "qat": "val/qat"}
 
 
@@ -74,8 +82,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
         self.step = 0
-        self.start_epoch = 0
         self.results = Results()
+        self._stop_requested = False
         self.forward_model = self._wrap(model)
         sparsifier.attach_optimizer(optimizer)
 
@@ -94,12 +102,12 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def state_dict(self, next_epoch: int) -> Dict[str, Any]:
+    def state_dict(self) -> Dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "epoch": next_epoch,
+            "epoch": self.plan.epoch_of(self.step),
             "step": self.step,
             "rng": ckpt.rng_state(),
             "sparsifier": self.sparsifier.state_dict(),
@@ -123,13 +131,17 @@ class Trainer:
         self.sparsifier.load_state_dict(state["sparsifier"])
         self.results = Results(**state.get("results", {}))
         self.step = int(state["step"])
-        self.start_epoch = int(state["epoch"])
         ckpt.set_rng_state(state["rng"])
 
-    def save_checkpoint(self, next_epoch: int) -> Optional[Path]:
+    def save_checkpoint(self) -> Optional[Path]:
+        """last.pt at the current step; mid-epoch is fine (resume replays the epoch's batches)."""
         if not self.dist.is_main:
             return None
-        return ckpt.save_atomic(self.state_dict(next_epoch), self.ckpt_dir / ckpt.LAST)
+        return ckpt.save_atomic(self.state_dict(), self.ckpt_dir / ckpt.LAST)
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
+        self._stop_requested = True
 
     def _save_member(self, name: str, metrics: Dict[str, float]) -> Path:
         payload = {
@@ -205,28 +217,29 @@ class Trainer:
         prev_phase = self.plan.at(max(self.step - 1, 0)).phase_name if self.step else None
         stop = False
         self.model.train()
-        for epoch in range(self.start_epoch, self.plan.epochs):
+        first_epoch, skip = divmod(self.step, spe)
+        for epoch in range(first_epoch, self.plan.epochs):
             bar = tqdm(
-                total=spe, desc=f"epoch {epoch + 1}/{self.plan.epochs}", leave=False, dynamic_ncols=True,
-                disable=not (tcfg.progress and self.dist.is_main),
+                total=spe, initial=skip if epoch == first_epoch else 0, desc=f"epoch {epoch + 1}/{self.plan.epochs}",
+                leave=False, dynamic_ncols=True, mininterval=1.0, disable=not (tcfg.progress and self.dist.is_main),
             )
             window_t, window_n = time.time(), 0
             dense_member_evaluated = False
             for i, (images, labels) in enumerate(self.data.train_batches(epoch)):
                 if i >= spe:
                     break
+                if epoch == first_epoch and i < skip:
+                    continue  # resumed mid-epoch: these batches were trained on before the stop
                 p = self.plan.at(self.step)
                 if p.phase_name != prev_phase:
                     self.logger.message(f"[phase] epoch {p.epoch:.2f}: {prev_phase or 'start'} -> {p.phase_name}")
                     prev_phase = p.phase_name
                 stats = self._train_step(images, labels, p)
                 window_n += labels.shape[0]
-                if self.plan.is_dense_member_step(self.step):
-                    self.step += 1
+                self.step += 1
+                if self.plan.is_dense_member_step(self.step - 1):
                     self._dense_member(self.plan.epoch_of(self.step))
-                    dense_member_evaluated = True
-                else:
-                    self.step += 1
+                    dense_member_evaluated = i == spe - 1
                 if self.step % log_every == 0 or i == spe - 1:
                     elapsed = max(time.time() - window_t, 1e-9)
                     ips = window_n * self.dist.world_size / elapsed
@@ -241,19 +254,25 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
                     window_t, window_n = time.time(), 0
                 bar.update(1)
-                if max_steps is not None and self.step >= max_steps:
+                if self._stop_requested or (max_steps is not None and self.step >= max_steps):
                     stop = True
                     break
             bar.close()
-            last = epoch + 1 == self.plan.epochs or stop
+            epoch_done = self.step % spe == 0
+            if stop and not epoch_done:
+                self.save_checkpoint()
+                self.logger.message(f"[stop] checkpoint at step {self.step} (epoch {self.plan.epoch_of(self.step):.2f})")
+                raise TrainingInterrupted(self.step)
+            last = epoch + 1 == self.plan.epochs
             end_phase = self.plan.at(self.step - 1).phase_name
-            if not dense_member_evaluated and (last or (epoch + 1) % tcfg.eval_every_epochs == 0):
+            if not dense_member_evaluated and (last or stop or (epoch + 1) % tcfg.eval_every_epochs == 0):
                 self._record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
-            if last or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
-                self.save_checkpoint(epoch + 1)
+            if last or stop or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+                self.save_checkpoint()
             barrier(self.dist)
-            if stop:
-                break
+            if stop and not last:
+                raise TrainingInterrupted(self.step)
+            skip = 0
         return self._finish(time.time() - started)
 
     # --- the end --------------------------------------------------------------------------

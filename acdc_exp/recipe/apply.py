@@ -1,0 +1,93 @@
+"""Merging a recipe into a composed Hydra config, with command-line overrides still winning.
+
+Precedence, lowest to highest: config groups and experiment < ``recipe`` < explicit
+``key=value`` overrides on the command line. So ``recipe=R trainer.epochs=2`` trains the
+recipe's schedule for 2 epochs (the recipe's epoch numbers are not rescaled: use
+``recipe_args`` for that, e.g. ``recipe_args='{num_epochs: 150}'``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.recipe.convert import recipe_to_config
+
+# overrides that never re-apply: they pick the recipe itself
+_RECIPE_KEYS = ("recipe", "recipe_args")
+
+
+def resolve_recipe_path(path: str) -> Path:
+    """``path`` as given, else relative to the directory Hydra was launched from."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    try:
+        from hydra.utils import get_original_cwd
+
+        alt = Path(get_original_cwd()) / p
+        if alt.exists():
+            return alt
+    except (ImportError, ValueError):  # not inside a Hydra app
+        pass
+    return p
+
+
+def value_override_keys(cfg: DictConfig, cli_overrides: Sequence[str]) -> List[str]:
+    """The config keys the command line set explicitly (``a.b=1``, ``+a.b=1``, ``++a.b=1``).
+
+    Skipped: group choices (``model=resnet50``: the key names a config node and the value is a
+    string), ``hydra.*``, deletions, package renames, keys the config lacks (``experiment=...``)
+    and ``recipe``/``recipe_args``.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(cli_overrides))
+    except Exception as err:  # Hydra's OverrideParseException, raised only for bad syntax
+        raise ConfigError(f"command-line overrides {list(cli_overrides)} cannot be parsed ({err})") from None
+    keys: List[str] = []
+    for ov in parsed:
+        key = ov.key_or_group
+        if ov.is_delete() or ov.package is not None or "/" in key or key.split(".")[0] in ("hydra",) + _RECIPE_KEYS:
+            continue
+        node = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if node is None and not _has_key(cfg, key):
+            continue
+        if isinstance(node, DictConfig) and isinstance(ov.value(), str):
+            continue  # a config group choice
+        keys.append(key)
+    return keys
+
+
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in node
+
+
+def apply_recipe(cfg: DictConfig, cli_overrides: Optional[Sequence[str]] = None) -> DictConfig:
+    """``cfg`` with the recipe named by ``cfg.recipe`` merged in (unchanged when it is null).
+
+    ``cli_overrides`` are the command line's overrides (``HydraConfig.get().overrides.task``
+    in an app); their values, as Hydra composed them into ``cfg``, are put back after the
+    merge so explicit command-line values win over the recipe. The result is merged onto the
+    structured schema, so it validates like any composed config.
+    """
+    recipe = cfg.get("recipe")
+    if not recipe:
+        return cfg
+    path = resolve_recipe_path(str(recipe))
+    sections = recipe_to_config(path, cfg.get("recipe_args"))
+    keep = {key: OmegaConf.select(cfg, key) for key in value_override_keys(cfg, cli_overrides or [])}
+    try:
+        merged = OmegaConf.merge(cfg, sections)
+        for key, value in keep.items():
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    except OmegaConfBaseException as err:
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"recipe {str(recipe)!r} does not fit the config schema ({msg})") from None
+    return merged

@@ -1,0 +1,229 @@
+"""Recipes through Hydra: ``recipe=`` vs the shipped experiment, the plan they produce,
+command-line precedence, and ``acdc-recipe`` output composed as an experiment."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from acdc_exp.cli.recipe import main as recipe_main
+from acdc_exp.config.schema import LRSegment, SparsityConfig, register_configs
+from acdc_exp.errors import ConfigError
+from acdc_exp.plan import Plan
+from acdc_exp.recipe import apply_recipe, recipe_to_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+FIXTURE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.yaml"
+EXPERIMENT = "resnet50_imagenet_acdc85_quant"
+RECIPE_RUN = ["model=resnet50", "data=imagenet_ffcv", f"recipe={FIXTURE}"]
+SPE = 4  # steps per epoch for plan traces
+
+
+def _compose(overrides: List[str], extra_dir: Optional[Path] = None) -> DictConfig:
+    register_configs()
+    GlobalHydra.instance().clear()
+    if extra_dir is not None:
+        overrides = [*overrides, f"hydra.searchpath=[file://{extra_dir}]"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _with_recipe(overrides: List[str]) -> DictConfig:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the recipe's duplicate params
+        return apply_recipe(_compose(overrides), overrides)
+
+
+def _schedule(cfg: DictConfig, keys) -> dict:
+    """The sections a recipe determines, as plain containers."""
+    # section by section: paths.run_dir needs the hydra: resolver, unset outside an app
+    c = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "lr_schedule", "optimizer", "sparsity", "quantization")}
+    return {
+        "epochs": c["trainer"]["epochs"],
+        "segments": c["lr_schedule"]["segments"],
+        "weight_decay": c["lr_schedule"]["weight_decay"],
+        "optimizer_wd": c["optimizer"]["weight_decay"],
+        "sparsity": {k: c["sparsity"][k] for k in keys["sparsity"]},
+        "quantization": {k: c["quantization"][k] for k in keys["quantization"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def recipe_keys():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sections = recipe_to_config(FIXTURE)
+    keys = {"sparsity": sorted(sections["sparsity"]), "quantization": sorted(sections["quantization"])}
+    # everything the schema's sparsity/quantization schedule fields hold is set by the recipe
+    assert set(keys["sparsity"]) >= {
+        "method", "sparsity", "mask_type", "global_sparsity", "params", "start_epoch", "end_epoch",
+        "update_frequency", "phases", "reset_momentum",
+    }
+    assert set(keys["quantization"]) == {
+        "enabled", "start_epoch", "submodules", "disable_observer_epoch", "freeze_bn_stats_epoch",
+    }
+    return keys
+
+
+@pytest.fixture(scope="module")
+def experiment_cfg() -> DictConfig:
+    return _compose([f"experiment={EXPERIMENT}"])
+
+
+@pytest.fixture(scope="module")
+def recipe_cfg() -> DictConfig:
+    return _with_recipe(RECIPE_RUN)
+
+
+def test_recipe_equals_shipped_experiment(experiment_cfg, recipe_cfg, recipe_keys):
+    assert _schedule(recipe_cfg, recipe_keys) == _schedule(experiment_cfg, recipe_keys)
+    assert recipe_cfg.trainer.epochs == 206
+    assert recipe_cfg.lr_schedule.name == "recipe"
+    assert len(recipe_cfg.sparsity.params) == 52
+    # the recipe leaves everything else to the composed config
+    assert recipe_cfg.model.name == "resnet50" and recipe_cfg.data.name == "imagenet_ffcv"
+    assert recipe_cfg.recipe == str(FIXTURE)
+
+
+def test_experiment_reproduces_model_card_settings(experiment_cfg):
+    e = experiment_cfg
+    assert e.experiment_name == EXPERIMENT
+    assert (e.model.name, e.model.pretrained) == ("resnet50", True)
+    assert (e.data.name, e.data.batch_size, e.data.val_batch_size, e.data.num_workers) == ("imagenet_ffcv", 256, 1000, 16)
+    assert (e.optimizer.momentum, e.optimizer.nesterov, e.optimizer.weight_decay) == (0.9, True, 1e-5)
+    assert e.recipe is None
+
+
+def test_plan_trace_of_the_recipe(recipe_cfg):
+    plan = Plan.from_config(recipe_cfg, steps_per_epoch=SPE)
+    assert plan.total_steps == 206 * SPE
+    at = lambda epoch: plan.at(round(epoch * SPE))  # noqa: E731
+
+    def cos(init, t):
+        return 0.5 * init * (1 + math.cos(math.pi * t))
+
+    lrs = {
+        0: 0.0512,
+        2.5: 0.0512 + (0.256 - 0.0512) * 0.5,
+        4.75: 0.0512 + (0.256 - 0.0512) * 0.95,
+        5: 0.256,
+        102.5: 0.128,
+        199.75: cos(0.256, 194.75 / 195),
+        200: 5e-5,
+        201.25: 5e-5,
+        202: 5e-5,
+        204: 2.5e-5,
+        205.75: cos(5e-5, 3.75 / 4),
+    }
+    for epoch, lr in lrs.items():
+        assert at(epoch).lr == pytest.approx(lr, rel=1e-12, abs=1e-15), epoch
+    assert {plan.at(s).weight_decay for s in range(plan.total_steps)} == {1e-5}
+
+    rows = [plan.at(s) for s in range(plan.total_steps)]
+    for r in rows:
+        e = int(r.epoch)
+        dense = e < 10 or (e < 180 and ((e - 5) // 5) % 2 == 0)
+        assert r.phase == ("dense" if dense else "compressed"), r.epoch
+        assert r.sparsity == (0.0 if dense else 0.85)
+    assert at(9.75).phase == "dense" and at(10).phase == "compressed"
+    assert at(14.75).phase == "compressed" and at(15).phase == "dense"
+    assert at(179.75).phase == "dense" and at(180).phase == "compressed" and at(205.75).phase == "compressed"
+
+    updates = [r.epoch for r in rows if r.update_masks]
+    assert updates == [float(e) for e in range(10, 190, 10)] + [185.0, 190.0]
+
+    assert [r.epoch for r in rows if r.qat_start] == [200.0]
+    for r in rows:
+        assert r.qat_active == (r.epoch >= 200)
+        assert r.observers_frozen == (r.epoch >= 201)
+        assert r.bn_frozen == (r.epoch >= 202)
+    assert at(200).phase_name == "qat" and at(199.75).phase_name == "compressed"
+
+
+def test_recipe_args_from_the_config():
+    for args in ["recipe_args={num_epochs:150}", "recipe_args='{\"num_epochs\": 150}'"]:
+        cfg = _with_recipe([*RECIPE_RUN, args])
+        assert cfg.trainer.epochs == 150, args
+        assert (cfg.quantization.start_epoch, cfg.sparsity.end_epoch) == (144.0, 138.0)
+        assert cfg.lr_schedule.segments[1].end_epoch == 144.0
+
+
+def test_command_line_values_win_over_the_recipe():
+    overrides = [*RECIPE_RUN, "trainer.epochs=3", "sparsity.sparsity=0.5", "++optimizer.weight_decay=0.001", "logger=none"]
+    cfg = _with_recipe(overrides)
+    assert cfg.trainer.epochs == 3
+    assert cfg.sparsity.sparsity == 0.5
+    assert cfg.optimizer.weight_decay == 0.001
+    # the rest of the recipe still applies; group choices are not values
+    assert cfg.sparsity.mask_type == "block4" and cfg.sparsity.end_epoch == 190.0
+    assert cfg.quantization.enabled and cfg.logger.kind == "none"
+    seg = _with_recipe([*RECIPE_RUN, "lr_schedule.segments=[{func:constant,init_lr:0.3}]"]).lr_schedule.segments
+    assert len(seg) == 1 and seg[0].init_lr == 0.3
+
+
+def test_recipe_result_is_still_typed_by_the_schema(tmp_path, recipe_cfg):
+    assert OmegaConf.get_type(recipe_cfg.lr_schedule.segments[2]) is LRSegment
+    assert OmegaConf.get_type(recipe_cfg.sparsity) is SparsityConfig
+    with pytest.raises(ValidationError):
+        recipe_cfg.copy().trainer.epochs = "ten"
+    with pytest.raises(ConfigAttributeError):
+        recipe_cfg.sparsity.copy().sparsityy = 0.5
+    assert apply_recipe(_compose([]), []) == _compose([])  # no recipe: unchanged
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FIXTURE.read_text().replace("- input\n      - sections", "- 3\n      - sections"))
+    with pytest.raises(ConfigError, match="submodules=\\[3, 'sections'\\] is not a list of module names"):
+        _with_recipe(["model=resnet50", f"recipe={bad}"])
+    with pytest.raises(ConfigError, match="recipe_args sets nope, not defined by the recipe"):
+        _with_recipe([*RECIPE_RUN, "recipe_args={nope:1}"])
+
+
+def test_cli_convert_output_composes_like_the_shipped_experiment(tmp_path, capsys, experiment_cfg, recipe_keys):
+    recipe_main(["convert", str(FIXTURE), "--name", "converted_acdc85"])
+    out, err = capsys.readouterr()
+    assert out.startswith("# @package _global_\n")
+    assert "lists 13 name(s) more than once" in err
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "converted_acdc85.yaml").write_text(out)
+    converted = _compose(["experiment=converted_acdc85"], extra_dir=tmp_path)
+    assert _schedule(converted, recipe_keys) == _schedule(experiment_cfg, recipe_keys)
+    assert converted.experiment_name == "converted_acdc85"
+    assert (converted.model.name, converted.data.name) == ("resnet50", "imagenet_ffcv")
+
+    recipe_main(["convert", str(FIXTURE), "--args", '{"num_epochs": 150}', "--model", "resnet18", "--name", "short"])
+    (tmp_path / "experiment" / "short.yaml").write_text(capsys.readouterr().out)
+    short = _compose(["experiment=short"], extra_dir=tmp_path)
+    assert (short.trainer.epochs, short.model.name, short.quantization.start_epoch) == (150, "resnet18", 144.0)
+
+
+def test_cli_show_and_errors(capsys, tmp_path):
+    recipe_main(["show", str(FIXTURE), "--args", '{"num_epochs": 150}'])
+    out = capsys.readouterr().out
+    assert "quantization_start_epoch: 144\n" in out and "pruning_end_epoch: 138\n" in out
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n: eval(__import__('os').getcwd())\nmodifiers:\n  - !EpochRangeModifier\n    end_epoch: 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "acdc_exp.cli.recipe", "show", str(bad)], capture_output=True, text=True, env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("acdc-recipe: error: recipe expression \"__import__('os').getcwd()\" is not allowed")
+    with pytest.raises(SystemExit) as exit_:
+        recipe_main(["convert", str(FIXTURE), "--name", "bad name"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "acdc-recipe: error: --name 'bad name' is not a valid experiment name; allowed: letters, digits, _ . -"
+    )

@@ -1,0 +1,75 @@
+"""The Sparsifier hooks against a real optimizer: masks hold, dense phases regrow, momentum resets."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from acdc_exp.plan import StepPlan
+from acdc_exp.sparsity.sparsifier import Sparsifier
+
+
+def step_plan(step: int, phase: str, update: bool, sparsity: float = 0.75) -> StepPlan:
+    return StepPlan(step=step, epoch=float(step), lr=0.1, weight_decay=1e-2, phase=phase,
+                    sparsity=sparsity if phase == "compressed" else 0.0, update_masks=update,
+                    qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+
+
+def make():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2)
+    sp = Sparsifier(model, params=["0.weight", "3.weight"])
+    sp.attach_optimizer(opt)
+    return model, opt, sp
+
+
+def sgd_step(model, opt, sp, p):
+    sp.begin_step(p)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    sp.mask_gradients()
+    opt.step()
+    sp.apply_masks()
+
+
+def test_pruned_weights_stay_zero_through_sgd_with_momentum_and_weight_decay():
+    model, opt, sp = make()
+    sgd_step(model, opt, sp, step_plan(0, "dense", False))  # build momentum first
+    sgd_step(model, opt, sp, step_plan(1, "compressed", True))
+    masks = {n: m.clone() for n, m in sp.masks.items()}
+    for s in range(2, 8):
+        sgd_step(model, opt, sp, step_plan(s, "compressed", False))
+        for n, w in dict(model.named_parameters()).items():
+            if n in masks:
+                assert (w[~masks[n]] == 0).all()
+                assert torch.equal(sp.masks[n], masks[n])  # held fixed within the phase
+    assert abs(sp.layer_sparsity()["0.weight"] - 0.75) < 0.01
+
+
+def test_dense_phase_regrows_from_zero_with_reset_momentum():
+    model, opt, sp = make()
+    sgd_step(model, opt, sp, step_plan(0, "dense", False))
+    sgd_step(model, opt, sp, step_plan(1, "compressed", True))
+    sgd_step(model, opt, sp, step_plan(2, "compressed", False))
+    mask = sp.masks["0.weight"].clone()
+    w = dict(model.named_parameters())["0.weight"]
+    sp.begin_step(step_plan(3, "dense", False))
+    assert sp.masks is None
+    buf = opt.state[w]["momentum_buffer"]
+    assert (buf[~mask] == 0).all()  # momentum of pruned weights reset
+    assert (w[~mask] == 0).all()  # they restart from exactly zero
+    sgd_step(model, opt, sp, step_plan(3, "dense", False))
+    assert (w[~mask] != 0).float().mean() > 0.9  # and regrow
+
+
+def test_next_compressed_phase_reports_mask_change():
+    model, opt, sp = make()
+    first = sp.begin_step(step_plan(0, "compressed", True))
+    assert first.changed_fraction is None and abs(first.global_sparsity - 0.75) < 0.01
+    sp.begin_step(step_plan(1, "dense", False))
+    for s in range(2, 6):
+        sgd_step(model, opt, sp, step_plan(s, "dense", False))
+    second = sp.begin_step(step_plan(6, "compressed", True))
+    assert second.changed_fraction is not None and 0.0 <= second.changed_fraction <= 1.0
+    assert set(second.layer_changed) == {"0.weight", "3.weight"}

@@ -1,0 +1,74 @@
+"""End-to-end training on the embedded digits data through FFCV: learning, resume, the pair."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import load_state, train
+
+# 3 short epochs: dense [0,1), compressed [1,2) (mask recomputed again at end_epoch 2), compressed after
+ACDC_SHORT = [
+    "trainer.epochs=3", "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1", "sparsity.sparsity=0.8",
+]
+
+
+def test_dense_run_on_digits_learns(run_dir):
+    summary = train(["sparsity=dense", "trainer.epochs=4", "lr_schedule.warmup_epochs=1"], run_dir)
+    assert summary["final_top1"] > 90.0
+    assert summary["final_phase"] == "dense"
+    assert summary["dense_top1"] == summary["final_top1"]
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["final_top1"] == summary["final_top1"]
+    assert (run_dir / "training_curve.png").stat().st_size > 1000
+
+
+def test_resume_from_epoch1_checkpoint_matches_uninterrupted(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(ACDC_SHORT, full)
+    spe = load_state(full / "checkpoints" / "last.pt")["step"] // 3
+    stopped = train(ACDC_SHORT + [f"trainer.max_steps={spe}"], part)  # stops after epoch 1
+    assert stopped["interrupted"] and stopped["step"] == spe
+    assert load_state(part / "checkpoints" / "last.pt")["step"] == spe
+    train(ACDC_SHORT + ["trainer.resume=auto"], part)
+    a = load_state(full / "checkpoints" / "final.pt")["model"]
+    b = load_state(part / "checkpoints" / "final.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_mid_compressed_phase_keeps_mask(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(ACDC_SHORT, full)
+    spe = load_state(full / "checkpoints" / "last.pt")["step"] // 3
+    mid = spe + spe // 2  # inside the compressed phase [1, 2)
+    train(ACDC_SHORT + [f"trainer.max_steps={mid}"], part)
+    state = load_state(part / "checkpoints" / "last.pt")
+    masks = state["sparsifier"]["masks"]
+    assert masks, "a compressed phase checkpoint holds masks"
+    for name, mask in masks.items():
+        assert torch.equal(state["model"][name] == 0, ~mask) or (state["model"][name][~mask] == 0).all()
+    train(ACDC_SHORT + ["trainer.resume=auto"], part)
+    a = load_state(full / "checkpoints" / "final.pt")
+    b = load_state(part / "checkpoints" / "final.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_sparse_dense_pair_is_saved_and_evaluated(run_dir):
+    summary = train(ACDC_SHORT, run_dir)
+    dense = load_state(run_dir / "checkpoints" / "dense.pt")
+    final = load_state(run_dir / "checkpoints" / "final.pt")
+    assert dense["epoch"] == 1.0  # end of the last dense phase
+    assert summary["dense_top1"] == dense["metrics"]["top1"]
+    assert summary["sparse_top1"] == final["metrics"]["top1"]
+    assert summary["dense_sparse_gap"] == summary["dense_top1"] - summary["sparse_top1"]
+    names = list(final["sparsifier"]["names"])
+    zero = sum(int((final["model"][n] == 0).sum()) for n in names)
+    total = sum(final["model"][n].numel() for n in names)
+    assert abs(zero / total - 0.8) < 0.01
+    # the dense member is dense in the pruned layers (no zeros from masks)
+    assert all((dense["model"][n] != 0).float().mean() > 0.99 for n in names)
+    assert abs(summary["sparsity_pruned_layers"] - 0.8) < 0.01
