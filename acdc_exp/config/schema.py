@@ -215,6 +215,8 @@ class TrainConfig:
     # checkpoint to start from (acdc-eval, or fine-tuning)
     checkpoint: Optional[str] = None
     experiment_name: str = "default"
+    # set by sweeps/*.yaml; names the W&B group of a multirun
+    sweep_name: Optional[str] = None
 
 
 def register_configs() -> None:

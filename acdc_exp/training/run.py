@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from acdc_exp.errors import ConfigError
+from acdc_exp.launch.preemption import PreemptionGuard
 from acdc_exp.loggers import build_logger
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
@@ -94,12 +95,17 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     if state is not None:
         trainer.load_state_dict(state)
         logger.message(f"[resume] from {resume_path} at epoch {plan.epoch_of(trainer.step):.2f} (step {trainer.step})")
+    guard = PreemptionGuard(trainer.request_stop)
     try:
-        summary = trainer.fit()
+        with guard:
+            summary = trainer.fit()
     except TrainingInterrupted as stop:
         summary = {"interrupted": True, "step": stop.step, "run_dir": str(run_dir),
                    "checkpoint": str(run_dir / "checkpoints" / ckpt.LAST)}
     finally:
         logger.finish()
         shutdown(dist)
+    if guard.received is not None:
+        logger.message(f"[preempted] signal {guard.received}: state saved at step {summary.get('step')}")
+        guard.chain()  # submitit requeues here; without it the default action ends the process
     return summary

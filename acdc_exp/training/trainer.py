@@ -139,6 +139,14 @@ class Trainer:
             return None
         return ckpt.save_atomic(self.state_dict(), self.ckpt_dir / ckpt.LAST)
 
+    def _should_stop(self) -> bool:
+        """A stop request on any rank stops all ranks at the same step (else DDP deadlocks)."""
+        if not self.dist.enabled:
+            return self._stop_requested
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
         self._stop_requested = True
@@ -254,7 +262,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
                     window_t, window_n = time.time(), 0
                 bar.update(1)
-                if self._stop_requested or (max_steps is not None and self.step >= max_steps):
+                if self._should_stop() or (max_steps is not None and self.step >= max_steps):
                     stop = True
                     break
             bar.close()
@@ -307,6 +315,9 @@ class Trainer:
         pruned_zeros = sum(layer[n] * named[n].numel() for n in layer)
         summary.update(
             experiment=self.cfg.experiment_name,
+            method=str(self.cfg.sparsity.method),
+            mask_type=str(self.cfg.sparsity.mask_type),
+            seed=int(self.cfg.seed),
             run_dir=str(self.run_dir),
             epochs=self.plan.epochs,
             steps=self.step,

@@ -1,0 +1,51 @@
+"""Checkpoint on preemption. SLURM signals a job before it is killed (SIGTERM on
+``scontrol requeue``/preemption; submitit asks for SIGUSR2 ahead of the time limit). The
+handler only raises a flag; the trainer finishes its current step, writes last.pt and stops.
+Then the handler that was installed before ours (submitit's, which requeues the job) runs,
+and the requeued job continues from last.pt (``trainer.resume=auto``)."""
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Callable, Dict, List, Optional
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class PreemptionGuard:
+    def __init__(self, on_request: Callable[[], None], signals=PREEMPTION_SIGNALS) -> None:
+        self.on_request = on_request
+        self.signals = tuple(signals)
+        self.received: Optional[int] = None
+        self._previous: Dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.received is None:
+            self.received = signum
+            self.on_request()
+
+    def __enter__(self) -> "PreemptionGuard":
+        for sig in self.signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)  # type: ignore[arg-type]
+
+    def chain(self) -> None:
+        """After last.pt is written: let the earlier handler (submitit's requeue) act."""
+        if self.received is None:
+            return
+        prev = self._previous.get(self.received)
+        if callable(prev):
+            prev(self.received, None)
+        elif prev == signal.SIG_DFL:
+            signal.signal(self.received, signal.SIG_DFL)
+            signal.raise_signal(self.received)
+
+
+__all__: List[str] = ["PreemptionGuard", "PREEMPTION_SIGNALS"]
