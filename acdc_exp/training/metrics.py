@@ -23,8 +23,11 @@ def evaluate(
     *,
     amp: bool = False,
     limit: Optional[int] = None,
+    distributed: bool = False,
+    reduce_device: Optional[torch.device] = None,
 ) -> Dict[str, float]:
-    """top1 / top5 (percent) and mean cross-entropy over the batches, in eval mode."""
+    """top1 / top5 (percent) and mean cross-entropy over the batches, in eval mode.
+    ``distributed``: each rank saw a shard of the validation set; sum the counts over ranks."""
     was_training = model.training
     model.eval()
     n = loss_sum = 0
@@ -40,6 +43,11 @@ def evaluate(
             correct[k] += c
         n += labels.numel()
     model.train(was_training)
+    if distributed:
+        # NCCL reduces only CUDA tensors, even when the model ran on CPU (int8 evaluation)
+        totals = torch.tensor([n, loss_sum, correct[1], correct[5]], dtype=torch.float64, device=reduce_device or device)
+        torch.distributed.all_reduce(totals)
+        n, loss_sum, correct[1], correct[5] = int(totals[0]), float(totals[1]), int(totals[2]), int(totals[3])
     if n == 0:
         return {"top1": 0.0, "top5": 0.0, "loss": float("nan"), "samples": 0}
     return {"top1": 100.0 * correct[1] / n, "top5": 100.0 * correct[5] / n, "loss": loss_sum / n, "samples": n}

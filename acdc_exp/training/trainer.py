@@ -147,6 +147,22 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
+    @torch.no_grad()
+    def ranks_identical(self) -> bool:
+        """Under DDP, do all ranks hold bit-identical weights and masks? (They must: DDP
+        averages gradients and the mask functions are deterministic.) True without DDP."""
+        if not self.dist.enabled:
+            return True
+        parts = [p.detach().double().sum().view(1) for p in self.model.parameters()]
+        parts += [p.detach().double().square().sum().view(1) for p in self.model.parameters()]
+        for m in (self.sparsifier.masks or {}).values():
+            idx = torch.arange(m.numel(), device=m.device, dtype=torch.float64)
+            parts.append((m.flatten().double() * idx).sum().view(1))
+        local = torch.cat(parts).to(self.device)
+        gathered = [torch.empty_like(local) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
+
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
         self._stop_requested = True
@@ -167,7 +183,8 @@ class Trainer:
 
     def evaluate(self) -> Dict[str, float]:
         limit = self.cfg.data.limit_val_batches
-        return evaluate(self.model, self.data.val_batches(), self.data.prepare, self.device, amp=self.use_amp, limit=limit)
+        return evaluate(self.model, self.data.val_batches(), self.data.prepare, self.device, amp=self.use_amp,
+                        limit=limit, distributed=self.dist.enabled)
 
     def _record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
         prefix = EVAL_PREFIX[phase_name]
@@ -304,7 +321,8 @@ class Trainer:
         if int8 is not None:
             cpu = torch.device("cpu")
             int8_metrics = evaluate(int8, self.data.val_batches(), lambda x: self.data.prepare(x).to(cpu), cpu,
-                                    limit=self.cfg.data.limit_val_batches)
+                                    limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled,
+                                    reduce_device=self.device)
             if self.dist.is_main:
                 paths["int8"] = str(ckpt.save_atomic({"model": int8.state_dict(), "metrics": int8_metrics}, self.ckpt_dir / "final_int8.pt"))
         named = dict(self.model.named_parameters())
@@ -338,6 +356,8 @@ class Trainer:
             checkpoints=paths,
             wall_time_s=wall,
             wandb_run_id=self.logger.run_id,
+            world_size=self.dist.world_size,
+            ranks_identical=self.ranks_identical(),
         )
         if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:
             summary["dense_sparse_gap"] = summary["dense_top1"] - summary["sparse_top1"]
