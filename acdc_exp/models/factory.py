@@ -28,9 +28,15 @@ def _float_classifier_forward(self, x: torch.Tensor) -> torch.Tensor:
 def _torchvision_resnet(name: str, num_classes: int) -> nn.Module:
     # torchvision's quantizable ResNets have the same parameters as the plain ones (so
     # pretrained weights load) plus the stubs and FloatFunctional adds eager QAT needs.
-    from torchvision.models import quantization as qmodels
+    from torchvision.models.quantization.resnet import QuantizableBasicBlock, QuantizableBottleneck, QuantizableResNet
 
-    model = getattr(qmodels, name)(weights=None, quantize=False, num_classes=num_classes)
+    # torchvision ships no quantizable resnet34 builder; the class covers every depth
+    block, layers = {
+        "resnet18": (QuantizableBasicBlock, [2, 2, 2, 2]),
+        "resnet34": (QuantizableBasicBlock, [3, 4, 6, 3]),
+        "resnet50": (QuantizableBottleneck, [3, 4, 6, 3]),
+    }[name]
+    model = QuantizableResNet(block, layers, num_classes=num_classes)
     model.forward = types.MethodType(_float_classifier_forward, model)
     return model
 

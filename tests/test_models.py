@@ -1,0 +1,69 @@
+"""Model builders: torchvision ResNets with local pretrained weights, the small ResNet, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from acdc_exp.errors import CheckpointError, ConfigError
+from acdc_exp.models import build_model
+
+
+@pytest.mark.parametrize("name, convs", [("resnet18", 20), ("resnet34", 36), ("resnet50", 53)])
+def test_torchvision_resnets_keep_torchvision_names(name, convs):
+    import torchvision
+
+    ours = build_model(name, num_classes=1000)
+    ref = getattr(torchvision.models, name)(weights=None)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    assert sum(1 for _, p in ours.named_parameters() if p.ndim == 4) == convs
+
+
+def test_pretrained_from_local_file_loads_exactly(tmp_path):
+    src = build_model("resnet18", num_classes=1000)
+    path = tmp_path / "r18.pt"
+    torch.save(src.state_dict(), path)
+    model = build_model("resnet18", num_classes=1000, pretrained=True, weights=str(path))
+    for (n, a), b in zip(src.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+def test_pretrained_with_new_class_count_keeps_fresh_classifier(tmp_path):
+    src = build_model("resnet18", num_classes=1000)
+    path = tmp_path / "r18.pt"
+    torch.save({"model": src.state_dict()}, path)  # an acdc-exp checkpoint layout
+    model = build_model("resnet18", num_classes=10, pretrained=True, weights=str(path))
+    assert model.fc.out_features == 10
+    assert torch.equal(model.conv1.weight, src.conv1.weight)
+
+
+def test_weights_enum_not_cached_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: nothing is downloaded
+    with pytest.raises(ConfigError, match="not in the torch cache"):
+        build_model("resnet50", pretrained=True, weights="IMAGENET1K_V1")
+    with pytest.raises(ConfigError, match="allowed: IMAGENET1K_V1"):
+        build_model("resnet50", pretrained=True, weights="IMAGENET9K")
+
+
+def test_bad_model_inputs():
+    with pytest.raises(ConfigError, match="model.name='vgg'"):
+        build_model("vgg")
+    with pytest.raises(ConfigError, match="6n\\+2"):
+        build_model("resnet_small", depth=9)
+    with pytest.raises(ConfigError, match="needs model.weights"):
+        build_model("resnet18", pretrained=True)
+
+
+def test_corrupt_weights_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        build_model("resnet18", pretrained=True, weights=str(bad))
+
+
+def test_small_resnet_forward_and_float_classifier():
+    model = build_model("resnet_small", num_classes=10, depth=14, width=8)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    # the DeQuantStub precedes the classifier so QAT can keep fc in float
+    names = [n for n, _ in model.named_children()]
+    assert names.index("dequant") < names.index("fc")
