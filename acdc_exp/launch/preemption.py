@@ -37,15 +37,16 @@ class PreemptionGuard:
             signal.signal(sig, prev)  # type: ignore[arg-type]
 
     def chain(self) -> None:
-        """After last.pt is written: let the earlier handler (submitit's requeue) act."""
+        """After last.pt is written: let the earlier handler act (submitit's USR2 handler
+        requeues the job and exits), then end the process without a result. A job that
+        returned normally would look finished to submitit and to Hydra's launcher, which
+        would stop waiting for the requeued run."""
         if self.received is None:
             return
         prev = self._previous.get(self.received)
         if callable(prev):
             prev(self.received, None)
-        elif prev == signal.SIG_DFL:
-            signal.signal(self.received, signal.SIG_DFL)
-            signal.raise_signal(self.received)
+        raise SystemExit(128 + self.received)
 
 
 __all__: List[str] = ["PreemptionGuard", "PREEMPTION_SIGNALS"]

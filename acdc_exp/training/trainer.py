@@ -47,6 +47,7 @@ class Results:
     final: Optional[Dict[str, float]] = None  # the latest evaluation, whatever its phase
     final_phase: Optional[str] = None
     history: list = field(default_factory=list)  # (epoch, phase, top1) of every evaluation
+    resumed_at_steps: list = field(default_factory=list)  # one entry per resume (requeues)
 
 
 class Trainer:
@@ -131,6 +132,7 @@ class Trainer:
         self.sparsifier.load_state_dict(state["sparsifier"])
         self.results = Results(**state.get("results", {}))
         self.step = int(state["step"])
+        self.results.resumed_at_steps.append(self.step)
         ckpt.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> Optional[Path]:
@@ -356,6 +358,7 @@ class Trainer:
             checkpoints=paths,
             wall_time_s=wall,
             wandb_run_id=self.logger.run_id,
+            resumed_at_steps=list(r.resumed_at_steps),
             world_size=self.dist.world_size,
             ranks_identical=self.ranks_identical(),
         )

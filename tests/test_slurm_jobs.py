@@ -1,0 +1,99 @@
+"""acdc-train on the real local SLURM cluster through Hydra's submitit launcher: a 2-job
+sparsity sweep with offline W&B, and a requeued job that resumes to the same final weights."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, cli, load_state, train
+from slurm_support import SlurmClusterError, ensure_slurm_cluster, wait_for_file
+
+pytestmark = pytest.mark.slurm
+
+SHORT = [
+    "trainer.epochs=2", "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1", "trainer.num_threads=1", "trainer.progress=false", "data.num_workers=1",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    try:
+        return ensure_slurm_cluster()
+    except SlurmClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def test_sparsity_sweep_runs_as_slurm_jobs_with_offline_wandb(cluster, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=10",
+         f"hydra.sweep.dir={sweep_dir}", "logger=wandb", "logger.mode=offline", *SHORT,
+         "sparsity.sparsity=0.8,0.9"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for num, target in ((0, 0.8), (1, 0.9)):
+        job = sweep_dir / str(num)
+        summary = json.loads((job / "summary.json").read_text())
+        assert abs(summary["sparsity_pruned_layers"] - target) < 0.01
+        assert summary["final_top1"] > 20.0  # above chance (10%) after 2 short epochs
+        assert (job / "checkpoints" / "final.pt").exists() and (job / "checkpoints" / "dense.pt").exists()
+        assert summary["wandb_run_id"]
+        assert list((job / "wandb").glob("offline-run-*/run-*.wandb")), "offline W&B run missing"
+    # one command turns the sweep into a table and a plot
+    out = subprocess.run([cli("acdc-sweep-collect"), str(sweep_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "| acdc | unstructured | 0.80 |" in out.stdout and "| acdc | unstructured | 0.90 |" in out.stdout
+    assert (sweep_dir / "sweep_summary.png").stat().st_size > 1000
+
+
+def _job_id(sweep_dir: Path, timeout_s: float = 120) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        # submitit names a job's folder by its SLURM id: "24" alone, or "24_0" in an array
+        ids = sorted(p.name.split("_")[0] for p in (sweep_dir / ".submitit").glob("[0-9]*") if p.is_dir())
+        if ids:
+            return ids[0]
+        time.sleep(0.5)
+    raise AssertionError("no submitit job dir appeared")
+
+
+def test_scontrol_requeue_resumes_to_the_same_final_weights(cluster, tmp_path):
+    longer = [o for o in SHORT if not o.startswith("trainer.epochs")] + ["trainer.epochs=8", "sparsity.end_epoch=6"]
+    sweep_dir = tmp_path / "sweep"
+    hydra = subprocess.Popen(
+        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=15",
+         f"hydra.sweep.dir={sweep_dir}", "logger=none", *longer, "sparsity.sparsity=0.9"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )
+    try:
+        job_id = _job_id(sweep_dir)
+        last = sweep_dir / "0" / "checkpoints" / "last.pt"
+        assert wait_for_file(last, timeout_s=300), "the job never wrote a checkpoint"
+        for _ in range(20):  # right after start SLURM may answer "pending execution"
+            rq = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+            if rq.returncode == 0:
+                break
+            time.sleep(1)
+        assert rq.returncode == 0, rq.stderr
+        out, _ = hydra.communicate(timeout=900)
+    finally:
+        if hydra.poll() is None:
+            hydra.kill()
+    assert hydra.returncode == 0, out[-3000:]
+    summary = json.loads((sweep_dir / "0" / "summary.json").read_text())
+    assert summary["resumed_at_steps"], "the requeued job did not resume from its checkpoint"
+    assert summary["epochs"] == 8 and summary["steps"] == 8 * (summary["steps"] // 8)
+    # the same run, uninterrupted, in this process
+    reference = tmp_path / "reference"
+    train([o for o in longer if "num_threads" not in o and "progress" not in o] + ["sparsity.sparsity=0.9"], reference)
+    a = load_state(reference / "checkpoints" / "final.pt")["model"]
+    b = load_state(sweep_dir / "0" / "checkpoints" / "final.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
