@@ -1,0 +1,131 @@
+"""``DataModule``: what the trainer sees of the data, whichever loader builds the batches."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
+
+import torch
+
+from acdc_exp.data.settings import resolution_for_epoch, validate_data_config
+from acdc_exp.errors import DataError
+
+Batch = Tuple[torch.Tensor, torch.Tensor]
+
+
+class _Source(Protocol):
+    def train_len(self) -> int: ...
+    def val_len(self) -> int: ...
+    def train_epoch(self, epoch: int, res: int) -> Iterator[Batch]: ...
+    def val_epoch(self) -> Iterator[Batch]: ...
+
+
+class DataModule:
+    """Train/val batches as uint8 NCHW images and int64 labels on the run's device.
+
+    Batches depend only on (seed, epoch): the order, crops and flips are re-derived from them,
+    so resuming from an epoch checkpoint replays the same data. Iterate one train epoch at a
+    time (starting a new one closes the previous iterator).
+    """
+
+    def __init__(self, cfg, source: _Source, device: torch.device) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.device = device
+        self.num_classes: int = int(cfg.num_classes)
+        self._stats: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._active: Optional[Iterator[Batch]] = None
+
+    def resolution(self, epoch: int) -> int:
+        return resolution_for_epoch(self.cfg, epoch)
+
+    def steps_per_epoch(self) -> int:
+        steps = self.source.train_len()
+        limit = self.cfg.limit_train_batches
+        return steps if limit is None else min(steps, int(limit))
+
+    def val_steps(self) -> int:
+        steps = self.source.val_len()
+        limit = self.cfg.limit_val_batches
+        return steps if limit is None else min(steps, int(limit))
+
+    def _own(self, batches: Iterator[Batch], limit: Optional[int]) -> Iterator[Batch]:
+        try:
+            # islice stops before fetching batch limit+1 (FFCV would decode it for nothing)
+            for images, labels in itertools.islice(batches, limit):
+                if images.device.type == "cpu":
+                    # FFCV hands out views of buffers it refills a few batches later; a
+                    # private contiguous NCHW copy is cheap next to a CPU training step.
+                    images = images.contiguous()
+                    labels = labels.clone()
+                yield images, labels
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    def train_batches(self, epoch: int) -> Iterable[Batch]:
+        if self._active is not None:
+            self._active.close()
+        self._active = self._own(self.source.train_epoch(epoch, self.resolution(epoch)),
+                                 self.cfg.limit_train_batches)
+        return self._active
+
+    def val_batches(self) -> Iterable[Batch]:
+        return self._own(self.source.val_epoch(), self.cfg.limit_val_batches)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 ``(x - mean) / std`` (0-255 scale) on the images' device;
+        channels_last memory on CUDA."""
+        device = images.device
+        if device not in self._stats:
+            shape = (1, 3, 1, 1)
+            self._stats[device] = (
+                torch.tensor(list(self.cfg.mean), dtype=torch.float32, device=device).view(shape),
+                torch.tensor(list(self.cfg.std), dtype=torch.float32, device=device).view(shape))
+        mean, std = self._stats[device]
+        x = images.to(torch.float32)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return torch.sub(x, mean).div_(std)
+
+
+def _resolve(path: Optional[str], what: str, name: str) -> Path:
+    if path is None or str(path).strip() == "":
+        raise DataError(f"data.{what} is not set (needed for data.name={name})")
+    return Path(os.path.expanduser(str(path)))
+
+
+def build_data(cfg, *, data_cache: str, device: torch.device, seed: int, rank: int = 0,
+               world_size: int = 1, distributed: bool = False) -> DataModule:
+    """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
+    validate_data_config(cfg)
+    device = torch.device(device)
+    distributed = distributed or world_size > 1
+    if cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None:
+        from acdc_exp.data.digits import ensure_digits
+
+        files = ensure_digits(cfg.cache_dir or Path(os.path.expanduser(str(data_cache))) / "digits")
+        if cfg.loader == "ffcv":
+            train_path, val_path = files.train_beton, files.val_beton
+        else:
+            train_path, val_path = files.train_dir, files.val_dir
+    else:
+        train_path = _resolve(cfg.train_path, "train_path", cfg.name)
+        val_path = _resolve(cfg.val_path, "val_path", cfg.name)
+    if cfg.loader == "ffcv":
+        from acdc_exp.data.ffcv_loader import FfcvSource
+
+        source: _Source = FfcvSource(cfg, train_path, val_path, device=device, seed=seed,
+                                     distributed=distributed, num_classes=cfg.num_classes)
+    else:
+        from acdc_exp.data.folder_loader import FolderSource
+
+        source = FolderSource(cfg, train_path, val_path, device=device, seed=seed, rank=rank,
+                              world_size=world_size, distributed=distributed,
+                              num_classes=cfg.num_classes)
+    if source.train_len() == 0:
+        raise DataError(f"the train set at {train_path} fills no batch of data.batch_size="
+                        f"{cfg.batch_size} (drop_last={cfg.drop_last}); lower the batch size")
+    return DataModule(cfg, source, device)

@@ -1,0 +1,81 @@
+"""Checks on ``DataConfig`` values and the progressive-resolution schedule."""
+from __future__ import annotations
+
+from typing import Any
+
+from acdc_exp.errors import DataError
+
+LOADERS = ("ffcv", "folder")
+ORDERS = ("random", "quasi_random", "sequential")
+MAX_SIDE = 8192  # larger training images are certainly a typo
+RES_STEP = 32  # FFCV's ResNet-50 recipe rounds ramp resolutions to multiples of 32
+_RAMP_FIELDS = ("min_res", "max_res", "start_ramp", "end_ramp")
+
+
+def ramp_enabled(cfg: Any) -> bool:
+    return all(getattr(cfg, f, None) is not None for f in _RAMP_FIELDS)
+
+
+def _check_side(name: str, value: Any) -> None:
+    if not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
+        raise DataError(f"data.{name}={value!r}: must be an integer number of pixels in 1..{MAX_SIDE}")
+
+
+def validate_data_config(cfg: Any) -> None:
+    """Raise a one-line DataError for the first unusable value in ``cfg`` (a DataConfig)."""
+    if cfg.loader not in LOADERS:
+        raise DataError(f"data.loader={cfg.loader!r}; allowed: {', '.join(LOADERS)}")
+    if cfg.order not in ORDERS:
+        raise DataError(f"data.order={cfg.order!r}; allowed: {', '.join(ORDERS)}")
+    for name in ("batch_size", "val_batch_size", "batches_ahead"):
+        if getattr(cfg, name) < 1:
+            raise DataError(f"data.{name}={getattr(cfg, name)} must be >= 1")
+    if cfg.num_workers < 0:
+        raise DataError(f"data.num_workers={cfg.num_workers} must be >= 0")
+    if cfg.num_classes < 1:
+        raise DataError(f"data.num_classes={cfg.num_classes} must be >= 1")
+    _check_side("res", cfg.res)
+    _check_side("val_res", cfg.val_res)
+    given = [f for f in _RAMP_FIELDS if getattr(cfg, f, None) is not None]
+    if given and len(given) < len(_RAMP_FIELDS):
+        missing = [f for f in _RAMP_FIELDS if f not in given]
+        raise DataError(f"progressive resizing needs all of {', '.join(_RAMP_FIELDS)}; "
+                        f"missing data.{', data.'.join(missing)} (or set all to null)")
+    if given:
+        _check_side("min_res", cfg.min_res)
+        _check_side("max_res", cfg.max_res)
+        if cfg.min_res > cfg.max_res:
+            raise DataError(f"data.min_res={cfg.min_res} is larger than data.max_res={cfg.max_res}")
+        if not 0 <= cfg.start_ramp <= cfg.end_ramp:
+            raise DataError(f"data.start_ramp={cfg.start_ramp}, data.end_ramp={cfg.end_ramp}: "
+                            f"need 0 <= start_ramp <= end_ramp")
+    if not 0.0 < cfg.crop_scale_min <= 1.0:
+        raise DataError(f"data.crop_scale_min={cfg.crop_scale_min} must be in (0, 1]")
+    if not 0.0 < cfg.center_crop_ratio <= 1.0:
+        raise DataError(f"data.center_crop_ratio={cfg.center_crop_ratio} must be in (0, 1]")
+    if len(cfg.mean) != 3 or len(cfg.std) != 3:
+        raise DataError(f"data.mean and data.std need 3 values (RGB), got {list(cfg.mean)} "
+                        f"and {list(cfg.std)}")
+    if min(cfg.std) <= 0:
+        raise DataError(f"data.std={list(cfg.std)} must be positive")
+    for name in ("limit_train_batches", "limit_val_batches"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise DataError(f"data.{name}={value} must be >= 1 or null")
+    if cfg.loader == "ffcv" and cfg.order == "quasi_random" and cfg.os_cache:
+        raise DataError("data.order=quasi_random needs data.os_cache=false (FFCV only "
+                        "supports it with its process cache)")
+
+
+def resolution_for_epoch(cfg: Any, epoch: int) -> int:
+    """Training resolution of ``epoch``: ``res``, or the min_res -> max_res linear ramp."""
+    if not ramp_enabled(cfg):
+        return int(cfg.res)
+    lo, hi = int(cfg.min_res), int(cfg.max_res)
+    if epoch <= cfg.start_ramp:
+        return lo
+    if epoch >= cfg.end_ramp:
+        return hi
+    frac = (epoch - cfg.start_ramp) / (cfg.end_ramp - cfg.start_ramp)
+    res = int(round((lo + frac * (hi - lo)) / RES_STEP)) * RES_STEP
+    return min(max(res, lo), hi)
