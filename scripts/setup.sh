@@ -54,18 +54,13 @@ if [[ -f "$STAMP" ]] && "$VPY" -c "import acdc_exp, ffcv" >/dev/null 2>&1; then
   exit 0
 fi
 
-if ! "$VPY" -c "import ffcv" >/dev/null 2>&1; then
-  log "building ffcv 1.0.2 from source"
-  # FFCV_INSTALL_PLACEHOLDER
-  "$PIP" install -q "numpy" "numba" "pkgconfig" "cython"
-  "$PIP" install -q --no-build-isolation "ffcv==1.0.2"
-fi
-
+# FFCV 1.0.2 has no wheels: pip builds it against the Debian OpenCV/turbojpeg above (seconds).
+# Its compiled module links to those libraries, so they must stay installed afterwards.
 log "installing acdc-exp (editable)"
 if ((WITH_TEST)); then
-  "$PIP" install -q --no-build-isolation -e ".[dev]"
+  "$PIP" install -q -e ".[dev]"
 else
-  "$PIP" install -q --no-build-isolation -e .
+  "$PIP" install -q -e .
 fi
 "$VPY" -c "import acdc_exp, ffcv, torch, torchvision, hydra, wandb" 
 rm -f "$VENV"/.acdc-setup-*
