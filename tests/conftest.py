@@ -58,3 +58,15 @@ def train(overrides: list[str], run_dir: Path) -> dict:
 
 def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """Hostname of the local one-node SLURM cluster, started (and installed) on first use.
+    A cluster that cannot start fails the test: a silent skip would hide the SLURM path."""
+    from slurm_support import SlurmClusterError, ensure_slurm_cluster
+
+    try:
+        return ensure_slurm_cluster()
+    except SlurmClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -8,7 +8,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
-from acdc_exp.errors import ConfigError
 
 from conftest import cli
 

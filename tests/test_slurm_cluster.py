@@ -15,19 +15,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from slurm_support import (CONFIGS_DIR, REPO, VENV_PYTHON, SlurmClusterError,
-                           ensure_slurm_cluster)
+from slurm_support import CONFIGS_DIR, REPO, VENV_PYTHON
 
 APP_DIR = Path(__file__).resolve().parent / "slurm_app"
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster() -> str:
-    """Hostname of the running local SLURM node."""
-    try:
-        return ensure_slurm_cluster()
-    except SlurmClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.mark.slurm

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, cli, load_state, train
-from slurm_support import SlurmClusterError, ensure_slurm_cluster, wait_for_file
+from slurm_support import wait_for_file
 
 pytestmark = pytest.mark.slurm
 
@@ -21,15 +21,7 @@ SHORT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> str:
-    try:
-        return ensure_slurm_cluster()
-    except SlurmClusterError as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-def test_sparsity_sweep_runs_as_slurm_jobs_with_offline_wandb(cluster, tmp_path):
+def test_sparsity_sweep_runs_as_slurm_jobs_with_offline_wandb(slurm_cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = subprocess.run(
         [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=10",
@@ -64,7 +56,7 @@ def _job_id(sweep_dir: Path, timeout_s: float = 120) -> str:
     raise AssertionError("no submitit job dir appeared")
 
 
-def test_scontrol_requeue_resumes_to_the_same_final_weights(cluster, tmp_path):
+def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_path):
     longer = [o for o in SHORT if not o.startswith("trainer.epochs")] + ["trainer.epochs=8", "sparsity.end_epoch=6"]
     sweep_dir = tmp_path / "sweep"
     hydra = subprocess.Popen(

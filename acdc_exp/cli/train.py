@@ -2,7 +2,6 @@
 (AC/DC on scikit-learn's digits through FFCV)."""
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, Dict
 

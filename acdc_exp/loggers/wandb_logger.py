@@ -25,6 +25,7 @@ import wandb
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger
+from acdc_exp.loggers.plots import plot_layer_sparsity
 from acdc_exp.loggers.wandb_reader import wait_until_complete
 from acdc_exp.sparsity.sparsifier import MaskUpdate
 
@@ -97,38 +98,6 @@ def artifact_name(text: str) -> str:
 
 
 # --- plots ---------------------------------------------------------------------------------
-
-
-def plot_layer_sparsity(update: MaskUpdate, path: Path) -> Path:
-    """Horizontal bars: per-layer sparsity, and the per-layer fraction of the mask that
-    changed since the previous compressed phase when known."""
-    from acdc_exp.loggers import plots  # noqa: F401  (selects the Agg backend)
-    import matplotlib.pyplot as plt
-
-    names = list(update.layer_sparsity)
-    ys = list(range(len(names)))
-    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.28 * max(len(names), 1)), layout="constrained")
-    ax.barh(ys, [update.layer_sparsity[n] for n in names], height=0.4, color="#b91c1c", label="sparsity")
-    if update.layer_changed:
-        ax.barh([y + 0.4 for y in ys], [update.layer_changed.get(n, 0.0) for n in names], height=0.4,
-                color="#2563eb", label="mask changed since last compressed phase")
-    ax.axvline(update.target_sparsity, color="black", lw=0.8, ls="--", label=f"target {update.target_sparsity:.3f}")
-    ax.set_yticks([y + 0.2 for y in ys])
-    ax.set_yticklabels(names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.0)
-    ax.set_xlabel("fraction of weights")
-    changed = "" if update.changed_fraction is None else f", {100 * update.changed_fraction:.2f}% changed"
-    ax.set_title(f"masks at epoch {update.epoch:.2f}: global sparsity {update.global_sparsity:.4f}{changed}", fontsize=9)
-    # below the axes: the bars reach the target line on the right, where a legend would sit
-    fig.legend(loc="outside lower center", ncol=3, fontsize=7, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# --- the logger ----------------------------------------------------------------------------
 
 
 def _clean(value: Any) -> Any:

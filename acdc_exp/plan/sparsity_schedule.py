@@ -16,6 +16,13 @@ COMPRESSED = "compressed"
 METHODS = ("acdc", "gmp", "dense")
 
 
+def _check_window(start: float, end: float, freq: float) -> None:
+    if freq <= 0:
+        raise ConfigError(f"sparsity.update_frequency={freq} must be > 0")
+    if end <= start:
+        raise ConfigError(f"sparsity.end_epoch={end} must be greater than sparsity.start_epoch={start}")
+
+
 class SparsitySchedule:
     """Base: always dense."""
 
@@ -49,12 +56,7 @@ class ACDCSchedule(SparsitySchedule):
     update_frequency: float
 
     def __post_init__(self) -> None:
-        if self.update_frequency <= 0:
-            raise ConfigError(f"sparsity.update_frequency={self.update_frequency} must be > 0")
-        if self.end_epoch <= self.start_epoch:
-            raise ConfigError(
-                f"sparsity.end_epoch={self.end_epoch} must be greater than sparsity.start_epoch={self.start_epoch}"
-            )
+        _check_window(self.start_epoch, self.end_epoch, self.update_frequency)
 
     def phase(self, epoch: float) -> str:
         if epoch < self.start_epoch:
@@ -140,12 +142,7 @@ class GMPSchedule(SparsitySchedule):
     update_frequency: float
 
     def __post_init__(self) -> None:
-        if self.update_frequency <= 0:
-            raise ConfigError(f"sparsity.update_frequency={self.update_frequency} must be > 0")
-        if self.end_epoch <= self.start_epoch:
-            raise ConfigError(
-                f"sparsity.end_epoch={self.end_epoch} must be greater than sparsity.start_epoch={self.start_epoch}"
-            )
+        _check_window(self.start_epoch, self.end_epoch, self.update_frequency)
 
     def _cubic(self, epoch: float) -> float:
         t = min(max((epoch - self.start_epoch) / (self.end_epoch - self.start_epoch), 0.0), 1.0)
