@@ -1,0 +1,42 @@
+"""acdc-schedule: the plan of any experiment, without training, as table, JSON trace or PNG."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import cli
+
+EXP = "experiment=resnet50_imagenet_acdc85_quant"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([cli("acdc-schedule"), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_table_shows_the_206_epoch_plan():
+    out = run(EXP)
+    assert out.returncode == 0, out.stderr
+    rows = {int(line.split()[0]): line.split() for line in out.stdout.splitlines()[1:]}
+    assert len(rows) == 206
+    assert rows[9][1] == "dense" and rows[10][1] == "compressed" and rows[15][1] == "dense"
+    assert rows[180][1] == "compressed" and rows[199][1] == "compressed" and rows[200][1] == "qat"
+    assert "update" in rows[185] and "update" in rows[190] and "update" not in rows[186]
+
+
+def test_json_trace_per_step_and_plot(tmp_path):
+    png = tmp_path / "plan.png"
+    out = run(EXP, "--json", "--steps-per-epoch", "3", "--plot", str(png))
+    assert out.returncode == 0, out.stderr
+    trace = json.loads(out.stdout)
+    steps = trace["steps"]
+    assert trace["steps_per_epoch"] == 3 and len(steps) == 206 * 3
+    assert [s["step"] for s in steps if s["qat_start"]] == [600]
+    assert steps[30]["update_masks"] and steps[30]["phase"] == "compressed"  # epoch 10
+    assert abs(steps[15]["lr"] - 0.256) < 1e-12  # end of warm-up, epoch 5
+    assert png.stat().st_size > 5000
+
+
+def test_json_without_steps_per_epoch_is_a_one_line_error():
+    out = run(EXP, "--json")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "--steps-per-epoch" in out.stderr
