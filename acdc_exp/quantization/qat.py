@@ -1,0 +1,167 @@
+"""Quantization-aware training at the end of AC/DC, on torch.ao.quantization eager QAT.
+
+The trainer calls ``begin_step(p, model)`` every step. On the first QAT step the model is
+prepared in place: Conv-BN(-ReLU) groups are fused (``fuse_modules_qat``), the chosen regions
+get the qconfig, and ``prepare_qat`` swaps in fake-quantizing modules. Fusion and the QAT
+swap reuse the original ``nn.Parameter`` objects (the optimizer keeps working) and the fused
+module takes the conv's name, so ``layer1.0.conv1.weight`` still names the pruned weight.
+After that the plan's observer and BN-statistics freezes are applied, idempotently.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+import torch.ao.quantization as tq
+from torch import nn
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.plan import StepPlan
+from acdc_exp.quantization.qconfig import build_qconfig, check_backend, quiet_ao, use_engine
+from acdc_exp.quantization.regions import assign_qconfig, check_submodules, fusion_groups
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class QATController:
+    def __init__(
+        self,
+        *,
+        submodules: Sequence[str] = ("input", "sections"),
+        fuse: bool = True,
+        per_channel: bool = False,
+        reduce_range: bool = False,
+        num_bits: int = 8,
+        backend: str = "x86",
+    ) -> None:
+        self.submodules = check_submodules(submodules)
+        self.fuse = fuse
+        self.backend = check_backend(backend)
+        self.qconfig = build_qconfig(per_channel=per_channel, reduce_range=reduce_range, num_bits=num_bits)
+        self.prepared = False
+        # (observers_frozen, bn_frozen) last applied; None forces a re-apply (after prepare/resume)
+        self._applied: Optional[tuple] = None
+
+    @classmethod
+    def from_config(cls, cfg, model: Optional[nn.Module] = None) -> "QATController":
+        """From QuantizationConfig. ``model`` is checked now, so a model QAT cannot handle
+        fails at start-up rather than when QAT begins, late in the run."""
+        ctrl = cls(
+            submodules=list(cfg.submodules),
+            fuse=bool(cfg.fuse),
+            per_channel=bool(cfg.per_channel),
+            reduce_range=bool(cfg.reduce_range),
+            num_bits=int(cfg.num_bits),
+            backend=str(cfg.backend),
+        )
+        if model is not None:
+            ctrl.check_model(model)
+        return ctrl
+
+    def check_model(self, model: nn.Module) -> None:
+        """ConfigError unless ``model`` has the stubs and layout eager QAT needs."""
+        missing = [n for n in ("quant", "dequant") if not isinstance(getattr(model, n, None), (tq.QuantStub, tq.DeQuantStub))]
+        if missing:
+            raise ConfigError(
+                f"quantization.enabled=true but {type(model).__name__} has no {'/'.join(missing)} stub; "
+                "allowed: the quantization-ready models of acdc_exp.models"
+            )
+        for group in fusion_groups(model, self.submodules):
+            for name in group:
+                try:
+                    model.get_submodule(name)
+                except AttributeError:
+                    raise ConfigError(f"QAT fusion expects module {name!r} in {type(model).__name__}; it has none") from None
+
+    # --- trainer hooks --------------------------------------------------------------------
+
+    def begin_step(self, p: StepPlan, model: nn.Module) -> bool:
+        """Prepare on the first QAT step (True then: modules were swapped); apply freezes."""
+        if not p.qat_active:
+            return False
+        swapped = False
+        if not self.prepared:
+            self.prepare(model)
+            swapped = True
+        self.apply_freezes(model, observers_frozen=p.observers_frozen, bn_frozen=p.bn_frozen)
+        return swapped
+
+    def prepare(self, model: nn.Module) -> None:
+        """Fuse, assign the qconfig and insert fake quantization, in place."""
+        if self.prepared:
+            raise RuntimeError("QATController.prepare called twice")
+        device = _model_device(model)
+        was_training = model.training
+        with quiet_ao():
+            if self.fuse:
+                # the QAT fusion needs train mode (eval-mode fusion folds BN away)
+                model.train()
+                tq.fuse_modules_qat(model, fusion_groups(model, self.submodules), inplace=True)
+            assign_qconfig(model, self.submodules, self.qconfig)
+            model.train()
+            tq.prepare_qat(model, inplace=True)
+        # fake-quant modules are created on the CPU; ``to`` moves only them (params stay the
+        # same objects because module conversion updates tensors in place)
+        model.to(device)
+        model.train(was_training)
+        self.prepared = True
+        self._applied = None
+
+    def apply_freezes(self, model: nn.Module, *, observers_frozen: bool, bn_frozen: bool) -> None:
+        want = (bool(observers_frozen), bool(bn_frozen))
+        if want == self._applied:
+            return
+        # the plan is monotonic (a freeze never ends), so only freezing needs an action
+        if observers_frozen:
+            model.apply(tq.disable_observer)
+        if bn_frozen:
+            freeze_bn_stats(model)
+        self._applied = want
+
+    def convert(self, model: nn.Module) -> Optional[nn.Module]:
+        """An int8 copy of the prepared model for CPU evaluation (``model`` is untouched)."""
+        if not self.prepared:
+            return None
+        return convert_to_int8(model, self.backend)
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        # observer/fake-quant state lives in the model's buffers; only the structure flag here
+        return {"prepared": self.prepared, "backend": self.backend, "submodules": list(self.submodules), "fuse": self.fuse}
+
+    def load_state_dict(self, state: dict) -> None:
+        # the trainer calls prepare() before this when the checkpoint was prepared
+        if bool(state.get("prepared")) and not self.prepared:
+            raise RuntimeError("checkpoint was taken during QAT: call prepare(model) before loading it")
+        self._applied = None
+
+
+def freeze_bn_stats(model: nn.Module) -> None:
+    """Stop BN running statistics. Fused QAT modules switch to normalizing with their running
+    stats (torch's ``freeze_bn_stats``); a BN left unfused (fuse=false) keeps normalizing
+    with batch stats but stops updating (momentum 0), so running_mean/var stay as they are."""
+    fused_bns = set()
+    for m in model.modules():
+        if callable(getattr(m, "freeze_bn_stats", None)) and isinstance(getattr(m, "bn", None), nn.Module):
+            m.freeze_bn_stats()
+            fused_bns.add(id(m.bn))
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in fused_bns:
+            m.momentum = 0.0
+
+
+def convert_to_int8(model: nn.Module, backend: str = "x86") -> nn.Module:
+    """Deep copy -> CPU -> eval -> ``torch.ao.quantization.convert``."""
+    int8 = copy.deepcopy(model).cpu().eval()
+    # packed int8 weights belong to the engine they were packed for, and the caller runs the
+    # model next: the engine stays switched
+    use_engine(backend)
+    with quiet_ao():
+        tq.convert(int8, inplace=True)
+    return int8

@@ -1,0 +1,100 @@
+"""Rebuild the models a run saved (dense / final / int8 members) from its checkpoint files.
+
+Every member checkpoint holds the full resolved train config, so the architecture comes from
+``config["model"]`` and, when the quantizer state says prepared, the QAT structure from
+``config["quantization"]``. ``final_int8.pt`` holds only the int8 state; its config is read
+from ``final.pt`` beside it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+from omegaconf import OmegaConf
+from torch import nn
+
+from acdc_exp.errors import CheckpointError, ConfigError
+from acdc_exp.quantization.qconfig import quiet_ao
+from acdc_exp.training import checkpoint as ckpt
+
+MEMBERS = ("final", "dense", "int8", "last")
+_FILES = {"final": "final.pt", "dense": "dense.pt", "int8": "final_int8.pt", "last": "last.pt"}
+
+
+def member_path(checkpoint: str, member: str = "final") -> Path:
+    """The file for ``member`` of a run dir, or ``checkpoint`` itself when it is a file."""
+    if member not in MEMBERS:
+        raise ConfigError(f"member={member!r} is unknown; allowed: {', '.join(MEMBERS)}")
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"checkpoint={checkpoint!r} does not exist (give a run dir or a .pt file)")
+    for candidate in (path / "checkpoints" / _FILES[member], path / _FILES[member]):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"checkpoint={checkpoint!r} has no {member} member (looked for checkpoints/{_FILES[member]})")
+
+
+def _config_of(state: Dict[str, Any], path: Path) -> Dict[str, Any]:
+    cfg = state.get("config")
+    if isinstance(cfg, dict) and "model" in cfg:
+        return cfg
+    sibling = path.parent / "final.pt"  # final_int8.pt stores no config
+    if sibling.is_file() and sibling != path:
+        with quiet_ao():
+            cfg = ckpt.load(sibling).get("config")
+        if isinstance(cfg, dict) and "model" in cfg:
+            return cfg
+    raise CheckpointError(f"checkpoint={str(path)!r} holds no train config (and no final.pt beside it has one)")
+
+
+def is_int8_state(model_state: Dict[str, Any]) -> bool:
+    """Converted int8 modules save quantized weight tensors."""
+    return any(getattr(v, "is_quantized", False) for v in model_state.values())
+
+
+def build_float_model(config: Dict[str, Any]) -> nn.Module:
+    from acdc_exp.models import build_model
+
+    kwargs = dict(config["model"])
+    kwargs.pop("_target_", None)
+    # the checkpoint holds the weights; never re-read the pretrained file it started from
+    kwargs["pretrained"], kwargs["weights"] = False, None
+    return build_model(**kwargs)
+
+
+def quantizer_for(config: Dict[str, Any]):
+    from acdc_exp.quantization.qat import QATController
+
+    return QATController.from_config(OmegaConf.create(config["quantization"]))
+
+
+def _load(model: nn.Module, state: Dict[str, Any], path: Path) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint={str(path)!r} does not fit the model its config describes: {first}") from None
+
+
+def load_member(checkpoint: str, member: str = "final") -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
+    """(model in eval mode on CPU, the member's checkpoint dict, the train config).
+
+    dense/final/last give a float model, or the fake-quantized QAT model when the member was
+    saved during QAT; int8 gives the converted int8 model."""
+    path = member_path(checkpoint, member)
+    with quiet_ao():  # unpickling int8 tensors warns that quantized dtypes are deprecated
+        state = ckpt.load(path)
+    config = _config_of(state, path)
+    model = build_float_model(config)
+    if is_int8_state(state["model"]):  # decided by content: a .pt path may be any member
+        quantizer = quantizer_for(config)
+        quantizer.prepare(model)
+        from acdc_exp.quantization.qat import convert_to_int8
+
+        model = convert_to_int8(model, quantizer.backend)
+    elif state.get("quantizer", {}).get("prepared"):
+        quantizer_for(config).prepare(model)
+    _load(model, state["model"], path)
+    return model.eval(), state, config
