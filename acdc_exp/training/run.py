@@ -52,6 +52,13 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     return get_class(target)(groups, **kwargs)
 
 
+def export_onnx(run_dir: Path) -> Dict[str, Any]:
+    """ONNX files of the run's pair (dense FP32, sparse FP32 / int8), checked in onnxruntime."""
+    from acdc_exp.cli.export import run_export
+
+    return run_export(str(run_dir))
+
+
 def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     """Train as ``cfg`` says; ``overrides`` (the command line) name the W&B run."""
     tcfg = cfg.trainer
@@ -88,9 +95,15 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
         resume_id=state.get("logger_run_id") if state else None, is_main=dist.is_main,
         overrides=list(overrides or []),
     )
+    exporter = None
+    if tcfg.export_onnx and dist.is_main:
+        from acdc_exp.quantization.export import warm_dynamo_exporter
+
+        warm_dynamo_exporter()  # before the data loaders start (a CPython 3.11.7 AST bug workaround)
+        exporter = export_onnx
     trainer = Trainer(
         cfg=cfg, model=model, data=data, optimizer=optimizer, plan=plan, sparsifier=sparsifier,
-        quantizer=quantizer, logger=logger, run_dir=run_dir, device=device, dist=dist,
+        quantizer=quantizer, logger=logger, run_dir=run_dir, device=device, dist=dist, exporter=exporter,
     )
     if state is not None:
         trainer.load_state_dict(state)

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -65,6 +65,7 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         dist: DistInfo = DistInfo(),
+        exporter: Optional[Callable[[Path], Dict[str, Any]]] = None,
     ) -> None:
         self.cfg = cfg
         self.model = model  # the bare module: hooks and checkpoints use it
@@ -78,6 +79,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = device
         self.dist = dist
+        self.exporter = exporter  # ONNX export of the pair at the end (trainer.export_onnx)
         tcfg = cfg.trainer
         self.use_amp = bool(tcfg.amp) and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -326,7 +328,11 @@ class Trainer:
                                     limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled,
                                     reduce_device=self.device)
             if self.dist.is_main:
-                paths["int8"] = str(ckpt.save_atomic({"model": int8.state_dict(), "metrics": int8_metrics}, self.ckpt_dir / "final_int8.pt"))
+                payload = {
+                    "model": int8.state_dict(), "metrics": int8_metrics, "quantizer": self.quantizer.state_dict(),
+                    "config": OmegaConf.to_container(self.cfg, resolve=True),
+                }
+                paths["int8"] = str(ckpt.save_atomic(payload, self.ckpt_dir / "final_int8.pt"))
         named = dict(self.model.named_parameters())
         total = sum(p.numel() for p in named.values())
         zeros = sum(int((p == 0).sum().item()) for p in named.values())
@@ -364,6 +370,10 @@ class Trainer:
         )
         if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:
             summary["dense_sparse_gap"] = summary["dense_top1"] - summary["sparse_top1"]
+        if self.dist.is_main and self.exporter is not None:
+            report = self.exporter(self.run_dir)
+            summary["onnx"] = {"dir": report["out_dir"], "all_ok": report["all_ok"], "files": [f["path"] for f in report["files"]]}
+            self.logger.message(report["table"])
         if self.dist.is_main:
             curve = plot_training_curve(
                 r.history, self.plan.phase_intervals(), self.run_dir / "training_curve.png",
