@@ -50,7 +50,8 @@ class Sparsifier:
         self.names: List[str] = [n for n, _ in select_parameters(model, params)] if enabled and params else []
         self._params: Dict[str, nn.Parameter] = {}
         self.rebind(model)
-        self.masks: Optional[Dict[str, torch.Tensor]] = None
+        self.masks: Optional[Dict[str, torch.Tensor]] = None  # True = kept
+        self._pruned: Dict[str, torch.Tensor] = {}  # ~masks, what the hooks zero
         self.last_masks: Optional[Dict[str, torch.Tensor]] = None  # previous compressed phase
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
@@ -90,21 +91,27 @@ class Sparsifier:
             self._enter_dense_phase()
         return None
 
+    # masked_fill_ with a stored "pruned" mask, not mul_ by the bool mask: mixed-dtype mul_
+    # converts every element and costs ~50x more on CPU (bench/bench_step_overhead.py)
     @torch.no_grad()
     def mask_gradients(self) -> None:
         if self.masks is None:
             return
-        for n, m in self.masks.items():
+        for n, pruned in self._pruned.items():
             g = self._params[n].grad
             if g is not None:
-                g.mul_(m)
+                g.masked_fill_(pruned, 0)
 
     @torch.no_grad()
     def apply_masks(self) -> None:
         if self.masks is None:
             return
-        for n, m in self.masks.items():
-            self._params[n].mul_(m)
+        for n, pruned in self._pruned.items():
+            self._params[n].masked_fill_(pruned, 0)
+
+    def _set_masks(self, masks: Optional[Dict[str, torch.Tensor]]) -> None:
+        self.masks = masks
+        self._pruned = {} if masks is None else {n: ~m for n, m in masks.items()}
 
     # --- internals ------------------------------------------------------------------------
 
@@ -119,7 +126,7 @@ class Sparsifier:
         # mask functions break ties deterministically, so no broadcast is needed here
         new = dict(zip(self.names, masks))
         reference = self.masks if self.masks is not None else self.last_masks
-        self.masks = new
+        self._set_masks(new)
         self.apply_masks()
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
         total = sum(m.numel() for m in new.values())
@@ -135,12 +142,12 @@ class Sparsifier:
     def _enter_dense_phase(self) -> None:
         assert self.masks is not None
         if self.reset_momentum and self.optimizer is not None:
-            for n, m in self.masks.items():
+            for n, pruned in self._pruned.items():
                 buf = self.optimizer.state.get(self._params[n], {}).get("momentum_buffer")
                 if buf is not None:
-                    buf.mul_(m)
+                    buf.masked_fill_(pruned, 0)
         self.last_masks = self.masks
-        self.masks = None
+        self._set_masks(None)
 
     # --- reporting and checkpoints ---------------------------------------------------------
 
@@ -162,5 +169,5 @@ class Sparsifier:
             return None if d is None else {k: v.to(device) for k, v in d.items()}
 
         self.names = list(state["names"])
-        self.masks = dev(state["masks"])
+        self._set_masks(dev(state["masks"]))
         self.last_masks = dev(state["last_masks"])
