@@ -164,7 +164,7 @@ class GMPSchedule(SparsitySchedule):
         return self._cubic(passed[-1]) if passed else 0.0
 
     def dense_member_epoch(self) -> Optional[float]:
-        return self.start_epoch
+        return None  # GMP trains one model: the pre-pruning network is no trained dense member
 
 
 def build_sparsity_schedule(cfg) -> SparsitySchedule:

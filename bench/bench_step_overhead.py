@@ -1,0 +1,277 @@
+"""Per-step cost of AC/DC-masked training against dense training, ResNet-50 on CPU.
+
+The compressed step is the trainer's own hook sequence (acdc_exp/training/trainer.py):
+
+    sparsifier.begin_step(p)  # p: compressed, no mask update
+    forward, backward
+    sparsifier.mask_gradients(); optimizer.step(); sparsifier.apply_masks()
+
+with block4 masks at 85% on the 52 layer1..layer4 convs named in
+configs/experiment/resnet50_imagenet_acdc85_quant.yaml. The dense step is forward, backward
+and the SGD step. Two models with the same initial weights and their own optimizers run in
+alternating rounds (dense/masked, then masked/dense: ABBA) so that slow drift of the machine's
+load falls on both equally. Reported: median step times, the median of the per-round ratios,
+the hook time measured inside the masked steps (a low-noise view of the same overhead), and,
+separately, a step that recomputes the masks (once per compressed phase).
+
+Each setting is stored in bench/results/step_overhead.json under
+runs["threads{T}_batch{B}_res{R}"]. The machine is shared: per-step process CPU time is
+recorded next to wall time, and ``uptime`` before and after.
+
+    python bench/bench_step_overhead.py [--batch 16] [--res 224] [--rounds 12] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from acdc_exp.models import build_model
+from acdc_exp.plan import StepPlan
+from acdc_exp.sparsity.sparsifier import Sparsifier
+
+GOAL_PCT = 2.0
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
+
+
+def _step_plan(update_masks: bool, sparsity: float) -> StepPlan:
+    return StepPlan(
+        step=0, epoch=0.0, lr=0.01, weight_decay=1e-5, phase="compressed", sparsity=sparsity,
+        update_masks=update_masks, qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False,
+    )
+
+
+def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    # the experiment's optimizer (SGD, momentum 0.9, Nesterov, weight decay 1e-5) with a small lr:
+    # the same batch is seen over and over, and a diverging loss (inf/NaN) would distort timings
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-5)
+
+
+class Runner:
+    """One model + optimizer; ``sparsifier`` is None for the dense baseline."""
+
+    def __init__(self, model: nn.Module, sparsifier: Sparsifier | None, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model = model
+        self.opt = _optimizer(model)
+        self.sparsifier = sparsifier
+        if sparsifier is not None:
+            sparsifier.attach_optimizer(self.opt)
+        self.x, self.y = x, y
+        self.criterion = nn.CrossEntropyLoss()
+        self.hook_times: List[float] = []  # seconds spent in sparsifier hooks, per masked step
+        self.last_loss = float("nan")
+        self.hook_cpu_times: List[float] = []
+        self.cpu_times: List[float] = []  # process CPU seconds per step (less hurt by descheduling)
+
+    def step(self, plan: StepPlan | None = None) -> float:
+        sp = self.sparsifier
+        hooks, hooks_cpu = 0.0, 0.0
+        cpu = time.process_time()
+        start = time.perf_counter()
+        if sp is not None:
+            t, c = time.perf_counter(), time.process_time()
+            sp.begin_step(plan)
+            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
+        loss = self.criterion(self.model(self.x), self.y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if sp is not None:
+            t, c = time.perf_counter(), time.process_time()
+            sp.mask_gradients()
+            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
+        self.opt.step()
+        if sp is not None:
+            t, c = time.perf_counter(), time.process_time()
+            sp.apply_masks()
+            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
+        elapsed = time.perf_counter() - start
+        self.cpu_times.append(time.process_time() - cpu)
+        self.last_loss = loss.item()
+        if sp is not None:
+            self.hook_times.append(hooks)
+            self.hook_cpu_times.append(hooks_cpu)
+        return elapsed
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _pct(a: float, b: float) -> float:
+    return 100.0 * (a / b - 1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--res", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    # the first ~3 steps of a fresh process are several times slower (allocator and kernel warm-up)
+    parser.add_argument("--warmup", type=int, default=4, help="warm-up steps per model")
+    parser.add_argument("--rounds", type=int, default=12, help="ABBA rounds: 2 dense + 2 masked steps each")
+    parser.add_argument("--recompute-repeats", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "step_overhead.json"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    sp_cfg = OmegaConf.load(EXPERIMENT).sparsity
+    sparsity, mask_type, params = float(sp_cfg.sparsity), str(sp_cfg.mask_type), list(sp_cfg.params)
+
+    torch.manual_seed(0)
+    dense_model = build_model("resnet50", num_classes=1000).train()
+    masked_model = build_model("resnet50", num_classes=1000).train()
+    masked_model.load_state_dict(dense_model.state_dict())
+    x = torch.randn(args.batch, 3, args.res, args.res)
+    y = torch.randint(0, 1000, (args.batch,))
+
+    sparsifier = Sparsifier(masked_model, params=params, mask_type=mask_type, global_sparsity=bool(sp_cfg.global_sparsity))
+    assert len(sparsifier.names) == 52, len(sparsifier.names)
+    dense = Runner(dense_model, None, x, y)
+    masked = Runner(masked_model, sparsifier, x, y)
+    keep = _step_plan(False, sparsity)
+    recompute = _step_plan(True, sparsity)
+
+    uptime_before = _uptime()
+    load_before = os.getloadavg()
+    print(f"before: {uptime_before}", flush=True)
+
+    # the first compressed step computes the masks (the sparsifier has none yet)
+    first_masked = masked.step(recompute)
+    for _ in range(args.warmup):
+        dense.step()
+        masked.step(keep)
+    masked.hook_times.clear()
+    masked.hook_cpu_times.clear()
+    dense.cpu_times.clear()
+    masked.cpu_times.clear()
+
+    dense_t: List[float] = []
+    masked_t: List[float] = []
+    ratios: List[float] = []
+    for r in range(args.rounds):
+        # ABBA within the round: dense, masked, masked, dense (or the mirror on odd rounds)
+        order = ("d", "m", "m", "d") if r % 2 == 0 else ("m", "d", "d", "m")
+        got: Dict[str, List[float]] = {"d": [], "m": []}
+        for who in order:
+            got[who].append(dense.step() if who == "d" else masked.step(keep))
+        dense_t += got["d"]
+        masked_t += got["m"]
+        ratios.append(sum(got["m"]) / sum(got["d"]))
+        print(f"round {r + 1}/{args.rounds}: dense {statistics.mean(got['d']):.3f}s masked "
+              f"{statistics.mean(got['m']):.3f}s ({_pct(ratios[-1], 1.0):+.2f}%)", flush=True)
+
+    dense_cpu, masked_cpu = list(dense.cpu_times), list(masked.cpu_times)
+    # a step that recomputes the masks (start of every compressed phase), and the recompute alone
+    recompute_steps = [masked.step(recompute) for _ in range(args.recompute_repeats)]
+    recompute_only = _median_time(lambda: sparsifier.begin_step(recompute), args.recompute_repeats)
+    hooks_only = _median_time(lambda: (sparsifier.mask_gradients(), sparsifier.apply_masks()), 20)
+
+    uptime_after = _uptime()
+    load_after = os.getloadavg()
+    print(f"after: {uptime_after}", flush=True)
+
+    d_med, m_med = statistics.median(dense_t), statistics.median(masked_t)
+    hook_med = statistics.median(masked.hook_times)
+    hook_cpu_med = statistics.median(masked.hook_cpu_times)
+    ratio_pcts = sorted(_pct(r, 1.0) for r in ratios)
+    q = statistics.quantiles(ratio_pcts, n=4) if len(ratio_pcts) >= 2 else [ratio_pcts[0]] * 3
+    zeros = sum(int((p == 0).sum()) for n, p in masked_model.named_parameters() if n in sparsifier.names)
+    total = sum(p.numel() for n, p in masked_model.named_parameters() if n in sparsifier.names)
+    result = {
+        "bench": "step_overhead",
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": "resnet50 (num_classes=1000, train mode)",
+        "batch": args.batch,
+        "res": args.res,
+        "threads": args.threads,
+        "mask_type": mask_type,
+        "sparsity": sparsity,
+        "masked_layers": len(sparsifier.names),
+        "achieved_sparsity": zeros / total,
+        "warmup_steps": args.warmup,
+        "rounds": args.rounds,
+        "steps_per_mode": len(dense_t),
+        "dense_step_median_s": d_med,
+        "masked_step_median_s": m_med,
+        "overhead_pct_of_medians": _pct(m_med, d_med),
+        "overhead_pct_round_ratio_median": statistics.median(ratio_pcts),
+        "overhead_pct_round_ratio_iqr": [q[0], q[2]],
+        "overhead_pct_round_ratio_min_max": [ratio_pcts[0], ratio_pcts[-1]],
+        "dense_step_cpu_median_s": statistics.median(dense_cpu),
+        "masked_step_cpu_median_s": statistics.median(masked_cpu),
+        "overhead_pct_cpu_time": _pct(statistics.median(masked_cpu), statistics.median(dense_cpu)),
+        "hooks_in_step_median_s": hook_med,
+        "hooks_in_step_cpu_median_s": hook_cpu_med,
+        "overhead_pct_hooks_cpu": 100.0 * hook_cpu_med / statistics.median(dense_cpu),
+        "hooks_alone_median_s": hooks_only,
+        "overhead_pct_hooks": 100.0 * hook_med / d_med,
+        "dense_step_min_max_s": [min(dense_t), max(dense_t)],
+        "masked_step_min_max_s": [min(masked_t), max(masked_t)],
+        "first_masked_step_s": first_masked,
+        "recompute_step_median_s": statistics.median(recompute_steps),
+        "recompute_only_median_s": recompute_only,
+        "recompute_step_extra_pct": _pct(statistics.median(recompute_steps), d_med),
+        "goal_pct": GOAL_PCT,
+        "uptime_before": uptime_before,
+        "uptime_after": uptime_after,
+        "load_avg_1m_before": load_before[0],
+        "load_avg_1m_after": load_after[0],
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "last_loss_dense": dense.last_loss,
+        "last_loss_masked": masked.last_loss,
+        "dense_steps_s": dense_t,
+        "masked_steps_s": masked_t,
+    }
+    # one file holds every (threads, batch, res) measured; re-running a setting replaces it
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
+    runs[f"threads{args.threads}_batch{args.batch}_res{args.res}"] = result
+    out.write_text(json.dumps({"bench": "step_overhead", "goal_pct": GOAL_PCT, "runs": runs}, indent=2) + "\n")
+
+    print(f"ResNet-50, batch {args.batch} at {args.res}px, {args.threads} threads, {len(dense_t)} steps per mode")
+    print("| step | median s | vs dense |")
+    print("|---|---|---|")
+    print(f"| dense (fwd, bwd, SGD) | {d_med:.3f} | - |")
+    print(f"| AC/DC compressed, masks kept | {m_med:.3f} | {_pct(m_med, d_med):+.2f}% |")
+    print(f"| AC/DC compressed, masks recomputed | {result['recompute_step_median_s']:.3f} | "
+          f"{result['recompute_step_extra_pct']:+.2f}% |")
+    print(f"process CPU time per step: dense {result['dense_step_cpu_median_s']:.3f}s masked "
+          f"{result['masked_step_cpu_median_s']:.3f}s ({result['overhead_pct_cpu_time']:+.2f}%)")
+    print(f"per-round ratio: median {result['overhead_pct_round_ratio_median']:+.2f}%, IQR "
+          f"[{q[0]:+.2f}, {q[2]:+.2f}]%, range [{ratio_pcts[0]:+.2f}, {ratio_pcts[-1]:+.2f}]%")
+    print(f"hooks inside the step: {hook_med * 1e3:.1f} ms wall = {result['overhead_pct_hooks']:.2f}% of a dense step; "
+          f"{hook_cpu_med * 1e3:.1f} ms CPU = {result['overhead_pct_hooks_cpu']:.2f}% of a dense step's CPU time "
+          f"(goal <= {GOAL_PCT}%)")
+    print(f"hooks alone (warm, outside a step): {hooks_only * 1e3:.1f} ms; mask recompute alone {recompute_only * 1e3:.0f} ms")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
