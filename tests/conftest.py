@@ -60,6 +60,15 @@ def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def assert_same_final_weights(run_a: Path, run_b: Path) -> None:
+    """The two runs' final.pt hold bit-identical model states (resume/requeue checks)."""
+    a = load_state(run_a / "checkpoints" / "final.pt")["model"]
+    b = load_state(run_b / "checkpoints" / "final.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> str:
     """Hostname of the local one-node SLURM cluster, started (and installed) on first use.

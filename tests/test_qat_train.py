@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import cli, load_state, train
+from conftest import assert_same_final_weights, cli, load_state, train
 
 # dense [0,1), compressed from 1 (masks fixed after 2) at 90%, QAT from 4; observers freeze at
 # 5 and BN statistics at 5.5, where the cosine lr is ~0.002 (frozen-BN QAT with per-tensor
@@ -127,11 +127,7 @@ def test_resume_mid_qat_matches_uninterrupted(uninterrupted, tmp_path, stop):
     state = load_state(part / "checkpoints" / "last.pt")
     assert state["step"] == stop and state["quantizer"]["prepared"]
     train(RESUME_RUN + ["trainer.resume=auto"], part)
-    a = load_state(full / "checkpoints" / "final.pt")["model"]
-    b = load_state(part / "checkpoints" / "final.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_final_weights(full, part)
 
 
 def test_cli_errors_are_one_line():

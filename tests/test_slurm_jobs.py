@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import REPO, cli, load_state, train
+from conftest import REPO, assert_same_final_weights, cli, train
 from slurm_support import wait_for_file
 
 pytestmark = pytest.mark.slurm
@@ -85,7 +84,4 @@ def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_p
     # the same run, uninterrupted, in this process
     reference = tmp_path / "reference"
     train([o for o in longer if "num_threads" not in o and "progress" not in o] + ["sparsity.sparsity=0.9"], reference)
-    a = load_state(reference / "checkpoints" / "final.pt")["model"]
-    b = load_state(sweep_dir / "0" / "checkpoints" / "final.pt")["model"]
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_final_weights(reference, sweep_dir / "0")

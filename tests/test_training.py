@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from conftest import load_state, train
+from conftest import assert_same_final_weights, load_state, train
 
 # 3 short epochs: dense [0,1), compressed [1,2) (mask recomputed again at end_epoch 2), compressed after
 ACDC_SHORT = [
@@ -32,11 +32,7 @@ def test_resume_from_epoch1_checkpoint_matches_uninterrupted(tmp_path):
     assert stopped["interrupted"] and stopped["step"] == spe
     assert load_state(part / "checkpoints" / "last.pt")["step"] == spe
     train(ACDC_SHORT + ["trainer.resume=auto"], part)
-    a = load_state(full / "checkpoints" / "final.pt")["model"]
-    b = load_state(part / "checkpoints" / "final.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_final_weights(full, part)
 
 
 def test_resume_mid_compressed_phase_keeps_mask(tmp_path):
@@ -51,10 +47,7 @@ def test_resume_mid_compressed_phase_keeps_mask(tmp_path):
     for name, mask in masks.items():
         assert torch.equal(state["model"][name] == 0, ~mask) or (state["model"][name][~mask] == 0).all()
     train(ACDC_SHORT + ["trainer.resume=auto"], part)
-    a = load_state(full / "checkpoints" / "final.pt")
-    b = load_state(part / "checkpoints" / "final.pt")
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert_same_final_weights(full, part)
 
 
 def test_sparse_dense_pair_is_saved_and_evaluated(run_dir):
