@@ -243,7 +243,7 @@ class Trainer:
         max_steps = tcfg.max_steps
         started = time.time()
         log_every = max(1, int(self.cfg.logger.log_every_steps))
-        prev_phase = self.plan.at(max(self.step - 1, 0)).phase_name if self.step else None
+        prev_phase = self.plan.phase_name_at(self.step - 1) if self.step else None
         stop = False
         self.model.train()
         first_epoch, skip = divmod(self.step, spe)
@@ -293,7 +293,7 @@ class Trainer:
                 self.logger.message(f"[stop] checkpoint at step {self.step} (epoch {self.plan.epoch_of(self.step):.2f})")
                 raise TrainingInterrupted(self.step)
             last = epoch + 1 == self.plan.epochs
-            end_phase = self.plan.at(self.step - 1).phase_name
+            end_phase = self.plan.phase_name_at(self.step - 1)
             if not dense_member_evaluated and (last or stop or (epoch + 1) % tcfg.eval_every_epochs == 0):
                 self._record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
             if last or stop or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
@@ -309,7 +309,7 @@ class Trainer:
     def _finish(self, wall: float) -> Dict[str, Any]:
         r = self.results
         if r.final is None:  # resumed after the last epoch's evaluation was lost
-            self._record_eval(self.evaluate(), self.plan.at(max(self.step - 1, 0)).phase_name, self.plan.epoch_of(self.step))
+            self._record_eval(self.evaluate(), self.plan.phase_name_at(max(self.step - 1, 0)), self.plan.epoch_of(self.step))
         final, final_phase = r.final, r.final_phase
         if final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
             r.dense, r.dense_epoch = final, self.plan.epoch_of(self.step)
