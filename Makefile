@@ -1,10 +1,14 @@
 # The two commands of the README. Each sets everything up on a fresh Debian machine first.
 #   make demo   - set up, then run the embedded default (AC/DC on digits through FFCV)
 #   make test   - set up (with the local SLURM cluster), then run the whole test suite
+#   make lock   - re-resolve requirements/lock.txt from pyproject.toml + requirements/pins.txt
 SHELL := /bin/bash
 VENV ?= .venv
+UV_VERSION ?= 0.13.9
+# make lock LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS="--upgrade-package onnxruntime"
+LOCK_FLAGS ?=
 
-.PHONY: demo test setup setup-test slurm-up
+.PHONY: demo test setup setup-test slurm-up lock
 
 setup:
 	bash scripts/setup.sh
@@ -20,3 +24,12 @@ demo: setup
 
 test: slurm-up
 	$(VENV)/bin/python -m pytest -ra
+
+# Exact versions of every package the project installs, for Linux x86_64 / CPython 3.11 (the
+# machines CI and the GPU nodes run). uv is pinned here so a refresh is itself reproducible.
+lock: setup
+	$(VENV)/bin/pip install -q "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --constraint requirements/pins.txt \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" --output-file requirements/lock.txt $(LOCK_FLAGS)
+	bash scripts/setup.sh --test

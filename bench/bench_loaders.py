@@ -31,6 +31,8 @@ from typing import Callable, Dict, Iterable
 
 import torch
 
+from acdc_exp.machine import describe
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -154,8 +156,7 @@ def main() -> None:
 
     record = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(),
-                    "cpus": os.cpu_count(), "loadavg_before": load_before,
+        "machine": {**describe(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
         "versions": {"ffcv": ffcv_pkg.__version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "numpy": numpy.__version__,
@@ -172,16 +173,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {args.out}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from acdc_exp.machine import describe
 from acdc_exp.sparsity.masks import compute_mask, mask_sparsity
 
 GOAL_S = 0.25
@@ -85,6 +86,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "machine": describe(),
         "results": rows,
     }
     out = Path(args.out)

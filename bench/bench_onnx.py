@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from acdc_exp.machine import describe
 from acdc_exp.models import build_model
 from acdc_exp.quantization.export import export_fp32, export_int8
 from acdc_exp.quantization.onnx_graph import weight_sparsity
@@ -143,8 +143,7 @@ def main() -> None:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_flags": sorted({f for f in open("/proc/cpuinfo").read().split() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}) if os.path.exists("/proc/cpuinfo") else [],
+        "machine": describe(),
         "threads": args.threads,
         "repeats_batch1": args.repeats,
         "repeats_batch32": args.batch_repeats,

@@ -37,6 +37,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from acdc_exp.machine import describe
 from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
 from acdc_exp.sparsity.sparsifier import Sparsifier
@@ -243,6 +244,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "machine": describe(),
         "last_loss_dense": dense.last_loss,
         "last_loss_masked": masked.last_loss,
         "dense_steps_s": dense_t,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up acdc-exp on a fresh Debian/Ubuntu machine: system libraries for FFCV, a virtual
-# environment in .venv, torch+torchvision, FFCV (built from source) and the project itself.
+# environment in .venv holding exactly the versions of requirements/lock.txt (FFCV built from
+# source) and the project itself.
 # Idempotent: a second run checks and skips what is already there.
 #   scripts/setup.sh            # what the demo needs
 #   scripts/setup.sh --test     # plus test tools and the local SLURM cluster packages
@@ -36,33 +37,33 @@ fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating virtual environment $VENV"
   $PY -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
+  # pip and wheel pinned too (setuptools comes from the lock): the installer is part of the set-up
+  "$VENV/bin/pip" install -q "pip==26.3" "wheel==0.48.0"
 fi
 PIP="$VENV/bin/pip"
 VPY="$VENV/bin/python"
 
-# torch and torchvision from the same index in one go: a CPU-only torch wheel next to
-# PyPI's torchvision fails with 'operator torchvision::nms does not exist'
-if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
-  log "installing torch + torchvision (about 2 minutes, 5 GB)"
-  "$PIP" install -q torch torchvision
-fi
-
-STAMP="$VENV/.acdc-setup-$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)-$WITH_TEST"
+# Every package at the exact version of requirements/lock.txt (refresh: `make lock`). torch and
+# torchvision come in the same install: a CPU-only torch wheel next to PyPI's torchvision
+# fails with 'operator torchvision::nms does not exist'.
+LOCK=requirements/lock.txt
+STAMP="$VENV/.acdc-setup-$(cat pyproject.toml scripts/setup.sh "$LOCK" | sha1sum | cut -c1-12)-$WITH_TEST"
 if [[ -f "$STAMP" ]] && "$VPY" -c "import acdc_exp, ffcv" >/dev/null 2>&1; then
   log "environment up to date ($VENV)"
+  "$VPY" scripts/check_lock.py --report
   exit 0
 fi
 
 # FFCV 1.0.2 has no wheels: pip builds it against the Debian OpenCV/turbojpeg above (seconds).
 # Its compiled module links to those libraries, so they must stay installed afterwards.
+log "installing the locked packages ($(grep -c '==' "$LOCK") of them; torch alone is about 5 GB)"
+"$PIP" install -q -r "$LOCK"
+# the project itself: its dependencies are all in the lock already
 log "installing acdc-exp (editable)"
-if ((WITH_TEST)); then
-  "$PIP" install -q -e ".[dev]"
-else
-  "$PIP" install -q -e .
-fi
-"$VPY" -c "import acdc_exp, ffcv, torch, torchvision, hydra, wandb" 
+"$PIP" install -q --no-deps -e .
+"$PIP" check
+"$VPY" -c "import acdc_exp, ffcv, torch, torchvision, hydra, wandb"
+"$VPY" scripts/check_lock.py --report
 rm -f "$VENV"/.acdc-setup-*
 touch "$STAMP"
 log "done: $VENV"

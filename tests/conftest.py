@@ -23,6 +23,13 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_report_header(config) -> list[str]:
+    """What the suite runs on, first thing in every run's output (CI included)."""
+    from acdc_exp.machine import describe, format_report
+
+    return format_report(describe()).splitlines()
+
+
 def cli(name: str) -> str:
     """Path of a console script of this venv."""
     return str(VENV_BIN / name)
@@ -54,6 +61,23 @@ def train(overrides: list[str], run_dir: Path) -> dict:
     with open_dict(cfg):
         cfg.paths.run_dir = str(run_dir)
     return run_training(cfg)
+
+
+# int8 kernels of a CPU without VNNI/AMX (AVX2's int16 pair sums), on any x86 machine
+AVX2_INT8_KERNELS = {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def int8_vs_qat(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """tests/int8_vs_qat.py in a fresh process (kernel ISA set by ``env`` before torch loads)."""
+    import json
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("int8_vs_qat.py")), *args],
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def load_state(path: Path) -> dict:
