@@ -14,6 +14,7 @@ from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
+from conftest import AVX2_INT8_KERNELS, int8_vs_qat
 
 PRUNED = ["layer*.conv*.weight", "layer*.downsample.0.weight"]
 
@@ -217,3 +218,15 @@ def test_model_without_quant_stubs_is_rejected_at_build_time():
     with pytest.raises(ConfigError, match="no quant/dequant stub"):
         QATController.from_config(cfg, plain)
     assert QATController.from_config(cfg, build_model("resnet_small")).prepared is False
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_8bit_activations_saturate_int8_kernels_without_vnni(reduce_range):
+    """The cause of int8 != QAT on CPUs without VNNI: AVX2 int8 kernels sum pairs of u8 x s8
+    products in int16, which 8-bit activations overflow and 7-bit ones (reduce_range) cannot."""
+    r = int8_vs_qat(["synthetic", str(int(reduce_range))], AVX2_INT8_KERNELS)
+    worst = max(row["frac_over_one_step"] for row in r["layers"])
+    if reduce_range:
+        assert worst < 0.001 and r["int8_exact_on_this_cpu"]
+    else:
+        assert worst > 0.01  # saturated outputs, many steps off

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import assert_same_final_weights, cli, load_state, train
+from conftest import AVX2_INT8_KERNELS, assert_same_final_weights, cli, int8_vs_qat, load_state, train
 
 # dense [0,1), compressed from 1 (masks fixed after 2) at 90%, QAT from 4; observers freeze at
 # 5 and BN statistics at 5.5, where the cosine lr is ~0.002 (frozen-BN QAT with per-tensor
@@ -47,6 +47,21 @@ def test_qat_keeps_top1_of_the_sparse_float_model(qat_run):
     fp = evaluate(float_view(model), data.val_batches(), data.prepare, torch.device("cpu"))
     assert abs(s["sparse_int8_top1"] - fp["top1"]) <= 1.0
     assert s["sparse_int8_top1"] > 85.0
+
+
+@pytest.mark.parametrize("kernels", ["this_cpu", "avx2"])
+def test_int8_model_computes_what_its_qat_model_computes(qat_run, kernels):
+    """Layer by layer on the whole val set, with this CPU's int8 kernels and with AVX2-only
+    ones (no VNNI: int16 pair sums): every int8 output within one step of the fake-quantized
+    one, bar a few that inherit a one-step difference from the layer before."""
+    run_dir, s = qat_run
+    r = int8_vs_qat(["run", str(run_dir)], AVX2_INT8_KERNELS if kernels == "avx2" else None)
+    assert r["qat_top1"] == pytest.approx(s["qat_top1"], abs=1e-4)  # the same model and data as the run
+    worst = max(r["layers"], key=lambda row: row["frac_over_one_step"])
+    assert worst["frac_over_one_step"] < 0.005, worst
+    assert r["top1_agreement"] >= 0.97
+    assert abs(r["int8_top1"] - r["qat_top1"]) <= 1.0
+    assert s["int8_exact_on_this_cpu"] is True  # reduce_range (the default) is exact on every CPU
 
 
 def test_saved_qat_state_keeps_masks_and_frozen_observers(qat_run):

@@ -83,6 +83,7 @@ def test_fixture_config_values():
         "submodules": ["input", "sections"],
         "disable_observer_epoch": 201.0,
         "freeze_bn_stats_epoch": 202.0,
+        "reduce_range": False,  # SparseML's default, written out so the config's own default cannot leak in
     }
 
 

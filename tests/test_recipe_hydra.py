@@ -71,7 +71,7 @@ def recipe_keys():
         "update_frequency", "phases", "reset_momentum",
     }
     assert set(keys["quantization"]) == {
-        "enabled", "start_epoch", "submodules", "disable_observer_epoch", "freeze_bn_stats_epoch",
+        "enabled", "start_epoch", "submodules", "disable_observer_epoch", "freeze_bn_stats_epoch", "reduce_range",
     }
     return keys
 

@@ -151,7 +151,8 @@ class QuantizationConfig:
     freeze_bn_stats_epoch: Optional[float] = None
     fuse: bool = True
     per_channel: bool = False
-    reduce_range: bool = False
+    # 7-bit activations: int8 kernels without VNNI/AMX saturate on 8-bit ones (QATController.int8_exact_on_this_cpu)
+    reduce_range: bool = True
     num_bits: int = 8
     backend: str = "x86"
 

@@ -17,6 +17,7 @@ import torch.ao.quantization as tq
 from torch import nn
 
 from acdc_exp.errors import ConfigError
+from acdc_exp.machine import has_int8_dot_product
 from acdc_exp.plan import StepPlan
 from acdc_exp.quantization.qconfig import build_qconfig, check_backend, quiet_ao, use_engine
 from acdc_exp.quantization.regions import assign_qconfig, check_submodules, fusion_groups
@@ -42,6 +43,7 @@ class QATController:
         self.submodules = check_submodules(submodules)
         self.fuse = fuse
         self.backend = check_backend(backend)
+        self.reduce_range = bool(reduce_range)
         self.qconfig = build_qconfig(per_channel=per_channel, reduce_range=reduce_range, num_bits=num_bits)
         self.prepared = False
         # (observers_frozen, bn_frozen) last applied; None forces a re-apply (after prepare/resume)
@@ -128,6 +130,15 @@ class QATController:
         if not self.prepared:
             return None
         return convert_to_int8(model, self.backend)
+
+    def int8_exact_on_this_cpu(self) -> bool:
+        """Whether this CPU's int8 kernels compute the converted model as the fake-quantized
+        one does. fbgemm/oneDNN multiply u8 activations by s8 weights with AVX2's vpmaddubsw,
+        which sums pairs of products in int16: with 8-bit activations (0..255) those sums
+        saturate (2 * 255 * 127 > 32767) unless the CPU has int8 dot-product instructions
+        (VNNI/AMX, int32 sums). 7-bit activations (reduce_range) cannot overflow; qnnpack
+        always widens to int32."""
+        return self.reduce_range or self.backend == "qnnpack" or has_int8_dot_product()
 
     # --- checkpoints ----------------------------------------------------------------------
 

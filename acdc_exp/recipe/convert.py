@@ -240,8 +240,8 @@ def _quantization(mods: Sequence[Modifier]) -> Dict[str, Any]:
     for name in ("disable_observer_epoch", "freeze_bn_stats_epoch"):
         if out[name] is not None and out[name] < out["start_epoch"]:
             raise ConfigError(f"QuantizationModifier {name}={out[name]} is before start_epoch={out['start_epoch']}")
-    if mod.has("reduce_range"):
-        out["reduce_range"] = mod.flag("reduce_range", False)
+    # SparseML's default is 8-bit activations (its int8 target, DeepSparse, wants VNNI)
+    out["reduce_range"] = mod.flag("reduce_range", False)
     if mod.has("model_fuse_fn_name"):
         # SparseML: "no_fuse" skips conv-bn(-relu) fusion; any fuse function name fuses
         out["fuse"] = mod.fields["model_fuse_fn_name"] != "no_fuse"

@@ -323,6 +323,9 @@ class Trainer:
         int8 = self.quantizer.convert(self.model) if self.quantizer.prepared else None
         int8_metrics = None
         if int8 is not None:
+            if not self.quantizer.int8_exact_on_this_cpu():
+                self.logger.message("[int8] warning: this CPU has no VNNI/AMX and quantization.reduce_range=false: its int8 "
+                                    "kernels saturate, so sparse_int8_top1 here understates the model (see README, QAT)")
             cpu = torch.device("cpu")
             int8_metrics = evaluate(int8, self.data.val_batches(), lambda x: self.data.prepare(x).to(cpu), cpu,
                                     limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled,
@@ -357,6 +360,7 @@ class Trainer:
             sparse_top5=r.sparse["top5"] if r.sparse else None,
             qat_top1=r.qat["top1"] if r.qat else None,
             sparse_int8_top1=int8_metrics["top1"] if int8_metrics else None,
+            int8_exact_on_this_cpu=self.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
             params_total=total,
             params_nonzero=total - zeros,
             sparsity_target=float(self.cfg.sparsity.sparsity) if self.cfg.sparsity.method != "dense" else 0.0,
