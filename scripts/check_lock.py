@@ -35,7 +35,13 @@ def locked_versions(lock: Path = LOCK) -> Dict[str, str]:
 
 
 def installed_versions() -> Dict[str, str]:
-    return {canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    """The version import would load: the first on sys.path (a package that vendors others,
+    such as setuptools, may append its own copies to sys.path once imported)."""
+    found: Dict[str, str] = {}
+    for dist in metadata.distributions():
+        if dist.metadata["Name"]:
+            found.setdefault(canonical(dist.metadata["Name"]), dist.version)
+    return found
 
 
 def mismatches(lock: Path = LOCK) -> List[str]:
