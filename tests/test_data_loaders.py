@@ -1,12 +1,16 @@
 """Both loaders on a generated ImageNet-layout tree: content, determinism, normalization."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from acdc_exp.data import DataModule, build_data
-from acdc_exp.data.settings import resolution_for_epoch
+from acdc_exp.data.settings import resolution_for_epoch, resolve_num_workers, usable_cpus
+from acdc_exp.data.sharding import val_shard
+from acdc_exp.errors import DataError
 from data_helpers import (CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, collect, data_config,
                           make_synthetic_dataset, nearest_class, tree_labels)
 
@@ -104,6 +108,58 @@ def test_limits_cut_epochs(synth, tmp_path):
         assert len(list(dm.val_batches())) == 1
         # a cut epoch does not disturb the next one
         assert len(list(dm.train_batches(1))) == 2
+
+
+def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
+    """Each of 2 processes loads half the global batch over its half of the data, so both
+    take as many steps per epoch as one process would; the folder loader shards by the rank
+    it is given (FFCV's own sharding needs torch.distributed: tests/test_ddp.py runs that)."""
+    one = build_data(data_config("folder", synth, batch_size=4, val_batch_size=4), data_cache=str(tmp_path), device=CPU, seed=0)
+    shards = [build_data(data_config("folder", synth, batch_size=4, val_batch_size=4), data_cache=str(tmp_path), device=CPU,
+                         seed=0, rank=rank, world_size=2) for rank in (0, 1)]
+    assert one.loading() == {"global_batch_size": 4, "batch_size_per_process": 4, "world_size": 1,
+                             "steps_per_epoch": one.steps_per_epoch(), "num_workers": 0}
+    for dm in shards:
+        assert dm.loading() == {"global_batch_size": 4, "batch_size_per_process": 2, "world_size": 2,
+                                "steps_per_epoch": one.steps_per_epoch(), "num_workers": 0}
+        assert {len(labels) for _, labels in dm.train_batches(0)} == {2}
+    with pytest.raises(DataError) as exc:
+        build_data(data_config("folder", synth, batch_size=5, val_batch_size=4), data_cache=str(tmp_path), device=CPU, seed=0,
+                   rank=0, world_size=2)
+    assert str(exc.value) == ("data.batch_size=5 is the global batch and does not split evenly over 2 processes; "
+                              "allowed: a multiple of 2")
+    with pytest.raises(DataError, match="data.val_batch_size=5 is the global batch"):
+        build_data(data_config("folder", synth, batch_size=4, val_batch_size=5), data_cache=str(tmp_path),
+                   device=CPU, seed=0, rank=0, world_size=2)
+
+
+def test_ddp_validation_covers_every_image_exactly_once(synth, tmp_path):
+    """5 ranks over the 12 val images: no image twice, none missed (padding would add 3)."""
+    one = build_data(data_config("folder", synth, batch_size=5, val_batch_size=5), data_cache=str(tmp_path),
+                     device=CPU, seed=0)
+    n = sum(len(labels) for _, labels in one.val_batches())
+    assert n % 5 != 0  # else padding would not show
+    seen = []
+    for rank in range(5):
+        dm = build_data(data_config("folder", synth, batch_size=5, val_batch_size=5), data_cache=str(tmp_path),
+                        device=CPU, seed=0, rank=rank, world_size=5)
+        seen += [img.float().sum().item() for images, _ in dm.val_batches() for img in images]
+    assert len(seen) == n
+    assert sorted(seen) == sorted(img.float().sum().item() for images, _ in one.val_batches() for img in images)
+    assert [val_shard(10, r, 3) for r in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+
+
+def test_loader_workers_follow_the_cpus_the_process_has(monkeypatch):
+    mask = len(os.sched_getaffinity(0))
+    for var in ("SLURM_CPUS_PER_TASK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert usable_cpus() == mask and resolve_num_workers(None) == max(1, mask - 1)
+    assert resolve_num_workers(16) == 16  # an explicit value wins
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(mask))  # torchrun: the node's CPUs are shared
+    assert usable_cpus() == 1 and resolve_num_workers(None) == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # SLURM's per-task allocation decides
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert usable_cpus() == 1
 
 
 def test_progressive_resolution_changes_batch_size(synth, tmp_path):

@@ -1,5 +1,6 @@
 """Gloo DDP with 2 CPU processes (torchrun): identical weights and masks on both ranks, and the
-same result as one process with the same global batch, within tolerance."""
+same result as one process with the same global batch (``data.batch_size`` is global), within
+tolerance."""
 from __future__ import annotations
 
 import json
@@ -16,16 +17,23 @@ COMMON = [
 
 def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
     single = train(COMMON + ["data.batch_size=64"], tmp_path / "single")
-    ddp_dir = tmp_path / "ddp"
+    runs_root = tmp_path / "runs"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # no hydra.run.dir: the ranks compose their configs apart in time, yet share one run dir
     proc = subprocess.run(
         [cli("torchrun"), "--standalone", "--nproc_per_node=2", "-m", "acdc_exp.cli.train",
-         *small_overrides(), *COMMON, "data.batch_size=32", f"hydra.run.dir={ddp_dir}"],
+         *small_overrides(runs_root), *COMMON, "data.batch_size=64"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dirs = [p for p in runs_root.glob("*/*") if p.is_dir()]
+    assert len(run_dirs) == 1 and run_dirs[0].name.startswith("torchrun_"), run_dirs
+    ddp_dir = run_dirs[0]
     summary = json.loads((ddp_dir / "summary.json").read_text())
-    assert summary["world_size"] == 2
+    assert summary["world_size"] == 2 and single["world_size"] == 1
+    assert (summary["global_batch_size"], summary["batch_size_per_process"]) == (64, 32)
+    assert (single["global_batch_size"], single["batch_size_per_process"]) == (64, 64)
+    assert summary["steps_per_epoch"] == single["steps_per_epoch"]
     assert summary["ranks_identical"] is True  # bit-identical weights and masks on both ranks
     assert summary["steps"] == single["steps"]  # same global batch -> same number of steps
     assert abs(summary["sparsity_pruned_layers"] - single["sparsity_pruned_layers"]) < 1e-3

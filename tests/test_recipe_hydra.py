@@ -96,11 +96,18 @@ def test_recipe_equals_shipped_experiment(experiment_cfg, recipe_cfg, recipe_key
     assert recipe_cfg.recipe == str(FIXTURE)
 
 
+def test_model_card_recipe_starts_from_pretrained_weights_like_the_experiment(experiment_cfg):
+    card = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
+    run = ["model=resnet50", "data=imagenet_ffcv", f"recipe={card}"]
+    assert _with_recipe(run).model.pretrained is True and experiment_cfg.model.pretrained is True
+    assert _with_recipe(run + ["model.pretrained=false"]).model.pretrained is False  # the command line wins
+
+
 def test_experiment_reproduces_model_card_settings(experiment_cfg):
     e = experiment_cfg
     assert e.experiment_name == EXPERIMENT
     assert (e.model.name, e.model.pretrained) == ("resnet50", True)
-    assert (e.data.name, e.data.batch_size, e.data.val_batch_size, e.data.num_workers) == ("imagenet_ffcv", 256, 1000, 16)
+    assert (e.data.name, e.data.batch_size, e.data.val_batch_size, e.data.num_workers) == ("imagenet_ffcv", 256, 1000, None)
     assert (e.optimizer.momentum, e.optimizer.nesterov, e.optimizer.weight_decay) == (0.9, True, 1e-5)
     assert e.recipe is None
 

@@ -6,7 +6,9 @@ silently ignored key. Range checks that types cannot express live in ``validate.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, List, Optional
 
 from omegaconf import MISSING
@@ -37,9 +39,12 @@ class DataConfig:
     # digits: where the generated ImageFolder tree and .beton files are cached
     cache_dir: Optional[str] = None
     num_classes: int = 10
+    # global batches (all processes of a DDP run together); each process loads batch / world_size
     batch_size: int = 64
     val_batch_size: int = 256
-    num_workers: int = 1
+    # loader workers per process; null = the CPUs the process has (SLURM allocation or affinity
+    # mask, shared among torchrun's local processes) less one
+    num_workers: Optional[int] = 1
     # training resolution; progressive resizing ramps min_res -> max_res over
     # [start_ramp, end_ramp] epochs as FFCV's ResNet-50 configs do (disabled when null)
     res: int = 32
@@ -175,8 +180,10 @@ class LoggerConfig:
 class TrainerConfig:
     epochs: int = 10
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # only on CUDA
-    channels_last: bool = True  # only on CUDA
+    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | off | bf16 | fp16: training/precision.py
+    # NHWC weights and batches: true / false on any device; null = on CUDA only (on CPU small
+    # convolutions run no faster NHWC, and NCHW keeps CPU results as they were)
+    channels_last: Optional[bool] = None
     label_smoothing: float = 0.0
     eval_every_epochs: int = 1
     checkpoint_every_epochs: int = 1
@@ -220,9 +227,24 @@ class TrainConfig:
     sweep_name: Optional[str] = None
 
 
+def run_stamp(fmt: str) -> str:
+    """The leaf of a run dir: the local time as ``fmt``, or under torchrun (several ranks, each
+    composing its own config a moment apart) ``torchrun_<rendezvous id>``, which every rank of
+    the job shares and a restart with the same ``--rdzv-id`` finds again (resume)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"torchrun_{run_id}"
+    return datetime.now().strftime(fmt)
+
+
 def register_configs() -> None:
-    """Register the schema so ``configs/train.yaml`` can name it in its defaults list."""
+    """Register the schema so ``configs/train.yaml`` can name it in its defaults list, and the
+    ``run_stamp`` resolver its run dir uses."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("run_stamp"):
+        OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True)
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

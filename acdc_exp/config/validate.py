@@ -40,7 +40,7 @@ def validate(cfg) -> None:
                 raise ConfigError(f"lr_schedule.segments[{i}].{key}={seg[key]} is negative; allowed: lr >= 0")
     if d.batch_size <= 0 or d.val_batch_size <= 0:
         raise ConfigError(f"data.batch_size={d.batch_size}, data.val_batch_size={d.val_batch_size}: must be > 0")
-    if d.num_workers < 0:
+    if d.num_workers is not None and d.num_workers < 0:
         raise ConfigError(f"data.num_workers={d.num_workers} must be >= 0")
     if s.method not in ("acdc", "gmp", "dense"):
         raise ConfigError(f"sparsity.method={s.method!r} is not supported; allowed: acdc, gmp, dense")

@@ -16,6 +16,7 @@ from acdc_exp.data.augment import epoch_key
 from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
 from acdc_exp.data.ffcv_ops import (KeyCell, SeededRandomHorizontalFlip,
                                     SeededRandomResizedCropDecoder, assert_pipeline_safe)
+from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -40,8 +41,10 @@ class FfcvSource:
         from ffcv.loader import Loader, OrderOption
         from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
+        samples = {}
         for split, path in (("train", train_path), ("val", val_path)):
             info = check_beton(path)
+            samples[split] = info.num_samples
             if info.num_samples == 0:
                 raise DataError(f"{split} beton {path} holds no samples")
             if info.max_label >= num_classes:
@@ -96,9 +99,16 @@ class FfcvSource:
                 self.train_loader = Loader(str(train_path), batch_size=cfg.batch_size,
                                            order=order, pipelines=pipes[0],
                                            drop_last=cfg.drop_last, **common)
+                # FFCV's distributed order pads the last shard: validation takes an exact
+                # strided shard instead (data/sharding.py)
+                val_common = dict(common, distributed=False)
+                if distributed:
+                    val_common["indices"] = val_shard(samples["val"],
+                                                      torch.distributed.get_rank(),
+                                                      torch.distributed.get_world_size())
                 self.val_loader = Loader(str(val_path), batch_size=cfg.val_batch_size,
                                          order=OrderOption.SEQUENTIAL, pipelines=pipes[1],
-                                         drop_last=False, **common)
+                                         drop_last=False, **val_common)
         except (ValueError, NotImplementedError) as exc:  # e.g. quasi-random + distributed
             raise DataError(f"FFCV loader for {train_path}: {exc}") from exc
 

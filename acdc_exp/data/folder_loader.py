@@ -21,6 +21,7 @@ from torchvision.transforms import functional as TF
 from acdc_exp.data.augment import (center_crop_box, crop_from_uniforms, crop_uniforms,
                                    epoch_key, flip_decision)
 from acdc_exp.data.image_tree import load_rgb, scan_image_tree
+from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -62,7 +63,7 @@ class _EpochSampler(Sampler):
     """Yields ``(index, key, res)``; the order matches FFCV's for the same seed and epoch."""
 
     def __init__(self, size: int, *, seed: int, shuffle: bool, rank: int, world_size: int,
-                 distributed: bool) -> None:
+                 distributed: bool, pad: bool) -> None:
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
@@ -70,9 +71,12 @@ class _EpochSampler(Sampler):
         self.key = 0
         self.res = 0
         self.dist: Optional[DistributedSampler] = None
-        if distributed:
+        self.shard: Optional[List[int]] = None  # evaluation: this rank's samples, unpadded
+        if distributed and pad:
             self.dist = DistributedSampler(range(size), num_replicas=world_size, rank=rank,
                                            shuffle=shuffle, seed=seed, drop_last=False)
+        elif distributed:
+            self.shard = val_shard(size, rank, world_size)
 
     def set_epoch(self, epoch: int, key: int, res: int) -> None:
         self.epoch, self.key, self.res = epoch, key, res
@@ -81,6 +85,8 @@ class _EpochSampler(Sampler):
         if self.dist is not None:
             self.dist.set_epoch(self.epoch)
             return list(self.dist)
+        if self.shard is not None:
+            return list(self.shard)
         if not self.shuffle:
             return list(range(self.size))
         return np.random.default_rng(self.seed + self.epoch).permutation(self.size).tolist()
@@ -89,6 +95,8 @@ class _EpochSampler(Sampler):
         return iter([(i, self.key, self.res) for i in self._indices()])
 
     def __len__(self) -> int:
+        if self.shard is not None:
+            return len(self.shard)
         return len(self.dist) if self.dist is not None else self.size
 
 
@@ -114,7 +122,7 @@ class FolderSource:
                                         center_ratio=cfg.center_crop_ratio)
             sampler = _EpochSampler(len(samples), seed=self.seed,
                                     shuffle=train and cfg.order != "sequential", rank=rank,
-                                    world_size=world_size, distributed=distributed)
+                                    world_size=world_size, distributed=distributed, pad=train)
             loaders.append(DataLoader(
                 dataset, batch_size=cfg.batch_size if train else cfg.val_batch_size,
                 sampler=sampler, num_workers=cfg.num_workers, pin_memory=on_cuda,

@@ -1,6 +1,8 @@
 """``DataModule``: what the trainer sees of the data, whichever loader builds the batches."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -8,7 +10,8 @@ from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 
 import torch
 
-from acdc_exp.data.settings import resolution_for_epoch, validate_data_config
+from acdc_exp.data.settings import (per_process_batch, resolution_for_epoch, resolve_num_workers,
+                                    validate_data_config)
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -29,16 +32,23 @@ class DataModule:
     time (starting a new one closes the previous iterator).
     """
 
-    def __init__(self, cfg, source: _Source, device: torch.device) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg, source: _Source, device: torch.device, world_size: int = 1) -> None:
+        self.cfg = cfg  # batch sizes in it are per process (build_data splits the global ones)
         self.source = source
         self.device = device
+        self.world_size = world_size
         self.num_classes: int = int(cfg.num_classes)
         self._stats: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
         self._active: Optional[Iterator[Batch]] = None
 
     def resolution(self, epoch: int) -> int:
         return resolution_for_epoch(self.cfg, epoch)
+
+    def loading(self) -> Dict[str, int]:
+        """What a run's summary and W&B config record about how it reads its data."""
+        return {"global_batch_size": int(self.cfg.batch_size) * self.world_size,
+                "batch_size_per_process": int(self.cfg.batch_size), "world_size": self.world_size,
+                "steps_per_epoch": self.steps_per_epoch(), "num_workers": int(self.cfg.num_workers)}
 
     def steps_per_epoch(self) -> int:
         steps = self.source.train_len()
@@ -76,8 +86,8 @@ class DataModule:
         return self._own(self.source.val_epoch(), self.cfg.limit_val_batches)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> float32 ``(x - mean) / std`` (0-255 scale) on the images' device;
-        channels_last memory on CUDA."""
+        """uint8 images -> float32 ``(x - mean) / std`` (0-255 scale) on the images' device, in
+        the images' memory format (the trainer picks NCHW or channels_last)."""
         device = images.device
         if device not in self._stats:
             shape = (1, 3, 1, 1)
@@ -85,10 +95,7 @@ class DataModule:
                 torch.tensor(list(self.cfg.mean), dtype=torch.float32, device=device).view(shape),
                 torch.tensor(list(self.cfg.std), dtype=torch.float32, device=device).view(shape))
         mean, std = self._stats[device]
-        x = images.to(torch.float32)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return torch.sub(x, mean).div_(std)
+        return torch.sub(images.to(torch.float32), mean).div_(std)
 
 
 def _resolve(path: Optional[str], what: str, name: str) -> Path:
@@ -101,6 +108,10 @@ def build_data(cfg, *, data_cache: str, device: torch.device, seed: int, rank: i
                world_size: int = 1, distributed: bool = False) -> DataModule:
     """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
     validate_data_config(cfg)
+    global_batch = int(cfg.batch_size)
+    cfg = _per_process(cfg, batch_size=per_process_batch(global_batch, world_size, "batch_size"),
+                       val_batch_size=per_process_batch(int(cfg.val_batch_size), world_size, "val_batch_size"),
+                       num_workers=resolve_num_workers(cfg.num_workers))
     device = torch.device(device)
     distributed = distributed or world_size > 1
     if cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None:
@@ -127,5 +138,16 @@ def build_data(cfg, *, data_cache: str, device: torch.device, seed: int, rank: i
                               num_classes=cfg.num_classes)
     if source.train_len() == 0:
         raise DataError(f"the train set at {train_path} fills no batch of data.batch_size="
-                        f"{cfg.batch_size} (drop_last={cfg.drop_last}); lower the batch size")
-    return DataModule(cfg, source, device)
+                        f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size")
+    return DataModule(cfg, source, device, world_size)
+
+
+def _per_process(cfg, **values: int):
+    """A copy of ``cfg`` (DictConfig or DataConfig) with this process's batch sizes and worker
+    count, the units the loaders take."""
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.replace(cfg, **values)
+    local = copy.deepcopy(cfg)  # a DictConfig copy keeps its parent, so interpolations still resolve
+    for key, value in values.items():
+        setattr(local, key, value)
+    return local

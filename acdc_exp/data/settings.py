@@ -1,7 +1,8 @@
 """Checks on ``DataConfig`` values and the progressive-resolution schedule."""
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Optional
 
 from acdc_exp.errors import DataError
 
@@ -21,6 +22,33 @@ def _check_side(name: str, value: Any) -> None:
         raise DataError(f"data.{name}={value!r}: must be an integer number of pixels in 1..{MAX_SIDE}")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may use: SLURM's per-task allocation when there is one, else its
+    affinity mask shared by the processes of this node (torchrun starts LOCAL_WORLD_SIZE of
+    them, each seeing the whole mask)."""
+    mask = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit():
+        return max(1, min(mask, int(slurm)))
+    return max(1, mask // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def resolve_num_workers(setting: Optional[int]) -> int:
+    """``data.num_workers``: as given; null = this process's CPUs less one for the training
+    loop (a run reads one loader at a time, so train and val share them)."""
+    return int(setting) if setting is not None else max(1, usable_cpus() - 1)
+
+
+def per_process_batch(global_batch: int, world_size: int, name: str) -> int:
+    """``data.batch_size`` and ``data.val_batch_size`` are global: each of ``world_size``
+    processes takes an equal share, so a run takes the same optimizer steps per epoch (and
+    the recipe's learning rates mean the same) on any number of GPUs."""
+    if global_batch % world_size:
+        raise DataError(f"data.{name}={global_batch} is the global batch and does not split evenly over "
+                        f"{world_size} processes; allowed: a multiple of {world_size}")
+    return global_batch // world_size
+
+
 def validate_data_config(cfg: Any) -> None:
     """Raise a one-line DataError for the first unusable value in ``cfg`` (a DataConfig)."""
     if cfg.loader not in LOADERS:
@@ -30,7 +58,7 @@ def validate_data_config(cfg: Any) -> None:
     for name in ("batch_size", "val_batch_size", "batches_ahead"):
         if getattr(cfg, name) < 1:
             raise DataError(f"data.{name}={getattr(cfg, name)} must be >= 1")
-    if cfg.num_workers < 0:
+    if cfg.num_workers is not None and cfg.num_workers < 0:
         raise DataError(f"data.num_workers={cfg.num_workers} must be >= 0")
     if cfg.num_classes < 1:
         raise DataError(f"data.num_classes={cfg.num_classes} must be >= 1")

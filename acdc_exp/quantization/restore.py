@@ -17,8 +17,8 @@ from acdc_exp.errors import CheckpointError, ConfigError
 from acdc_exp.quantization.qconfig import quiet_ao
 from acdc_exp.training import checkpoint as ckpt
 
-MEMBERS = ("final", "dense", "int8", "last")
-_FILES = {"final": "final.pt", "dense": "dense.pt", "int8": "final_int8.pt", "last": "last.pt"}
+MEMBERS = tuple(ckpt.MEMBER_FILES)
+_FILES = ckpt.MEMBER_FILES
 
 
 def member_path(checkpoint: str, member: str = "final") -> Path:

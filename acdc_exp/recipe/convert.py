@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment
-from acdc_exp.recipe.loader import load_recipe_text, parse_recipe
+from acdc_exp.recipe.loader import card_training_flags, load_recipe_text, parse_recipe
 from acdc_exp.recipe.modifiers import LR, PRUNING, Modifier, resolve_modifier
 from acdc_exp.recipe.variables import RecipeArgs, parse_recipe_args, resolve_variables
 from acdc_exp.sparsity.masks import parse_mask_type
@@ -54,8 +54,16 @@ def load_recipe(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> Recipe
 
 
 def recipe_to_config(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> Dict[str, Any]:
-    """The config sections a recipe determines, as a plain dict to merge over a TrainConfig."""
-    return recipe_config(load_recipe(recipe_path, recipe_args))
+    """The config sections a recipe determines, as a plain dict to merge over a TrainConfig;
+    from a Markdown model card also whether its training command starts from pretrained
+    weights (``--pretrained True``), so the card and the experiment written from it agree."""
+    out = recipe_config(load_recipe(recipe_path, recipe_args))
+    pretrained = card_training_flags(recipe_path).get("pretrained")
+    if pretrained is not None:
+        if pretrained.lower() not in ("true", "false"):
+            raise ConfigError(f"recipe {str(recipe_path)!r}: --pretrained {pretrained!r} in its training command; allowed: True, False")
+        out["model"] = {"pretrained": pretrained.lower() == "true"}
+    return out
 
 
 def recipe_config(recipe: Recipe) -> Dict[str, Any]:

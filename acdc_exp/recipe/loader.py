@@ -7,6 +7,7 @@ SafeLoader subclass into plain ``RawModifier`` records; no SparseML code is need
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Union
@@ -96,6 +97,24 @@ def load_recipe_text(path: Union[str, Path]) -> str:
             "(save the one you mean as a .yaml file)"
         )
     return with_modifiers[0]
+
+
+_SHELL_FENCE_RE = re.compile(r"^[ \t]*```[ \t]*(?:bash|sh|shell)[ \t]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+
+
+def card_training_flags(path: Union[str, Path]) -> Dict[str, str]:
+    """``--flag value`` pairs of the training command a Markdown model card gives
+    (``sparseml.image_classification.train ...`` without ``--eval-mode``); {} for a plain
+    YAML recipe or a card without one. ``--pretrained True`` there is part of the run."""
+    p = Path(path)
+    if p.suffix.lower() not in (".md", ".markdown"):
+        return {}
+    for body in _SHELL_FENCE_RE.findall(p.read_text(encoding="utf-8")):
+        if "image_classification.train" not in body or "--eval-mode" in body:
+            continue
+        words = shlex.split(body.replace("\\\n", " "))
+        return {w[2:].replace("-", "_"): v for w, v in zip(words, words[1:] + [""]) if w.startswith("--")}
+    return {}
 
 
 def parse_recipe(text: str, source: str = "recipe") -> RawRecipe:

@@ -14,6 +14,8 @@ import torch
 from acdc_exp.errors import CheckpointError
 
 LAST = "last.pt"
+# the files of a finished run's members, under <run_dir>/checkpoints/
+MEMBER_FILES = {"final": "final.pt", "dense": "dense.pt", "int8": "final_int8.pt", "last": LAST}
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:

@@ -1,6 +1,7 @@
 """Assemble a run from the composed config: model, data, optimizer, plan, hooks, logger."""
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,6 +20,7 @@ from acdc_exp.quantization import build_quantizer
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
+from acdc_exp.training.precision import channels_last_on
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -28,6 +30,23 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
     return torch.device(name)
+
+
+# cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """``trainer.deterministic=true``: deterministic kernels only (torch raises on an op that
+    has none), cuBLAS with a fixed workspace, cuDNN without autotuning. Otherwise on CUDA
+    let cuDNN pick the fastest convolution for each shape (the inputs' shapes are fixed)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def seed_everything(seed: int) -> None:
@@ -64,9 +83,8 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     tcfg = cfg.trainer
     if tcfg.num_threads:
         torch.set_num_threads(int(tcfg.num_threads))
-    if tcfg.deterministic:
-        torch.use_deterministic_algorithms(True)
     device = resolve_device(tcfg.device)
+    configure_determinism(bool(tcfg.deterministic), device)
     dist: DistInfo = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
@@ -81,7 +99,7 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
         rank=dist.rank, world_size=dist.world_size, distributed=dist.enabled,
     )
     model: nn.Module = instantiate(cfg.model).to(device)
-    if device.type == "cuda" and tcfg.channels_last:
+    if channels_last_on(tcfg.channels_last, device):  # NHWC weights; the trainer feeds NHWC batches to match
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg.optimizer, model)
     plan = Plan.from_config(cfg, data.steps_per_epoch())
@@ -91,7 +109,7 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
     state = ckpt.load(resume_path) if resume_path else None
     logger = build_logger(
-        cfg.logger, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True),
+        cfg.logger, run_dir=run_dir, config={**OmegaConf.to_container(cfg, resolve=True), "loading": data.loading()},
         resume_id=state.get("logger_run_id") if state else None, is_main=dist.is_main,
         overrides=list(overrides or []),
     )

@@ -23,7 +23,9 @@ from acdc_exp.plan import Plan, StepPlan
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier
-from acdc_exp.training.metrics import evaluate, topk_correct
+from acdc_exp.training.int8_member import int8_member
+from acdc_exp.training.metrics import evaluate, topk_hits
+from acdc_exp.training.precision import channels_last_on, load_scaler_state, resolve_precision
 
 class TrainingInterrupted(Exception):
     """The loop stopped early on request (max_steps, preemption) after writing last.pt."""
@@ -81,8 +83,10 @@ class Trainer:
         self.dist = dist
         self.exporter = exporter  # ONNX export of the pair at the end (trainer.export_onnx)
         tcfg = cfg.trainer
-        self.use_amp = bool(tcfg.amp) and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.precision = resolve_precision(tcfg.amp, device)
+        self.scaler = self.precision.grad_scaler()
+        self.channels_last = channels_last_on(tcfg.channels_last, device)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
         self.step = 0
         self.results = Results()
@@ -97,6 +101,9 @@ class Trainer:
             return model
         ids = [self.dist.local_rank] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return self.data.prepare(images).contiguous(memory_format=self.memory_format)
 
     def _apply_hparams(self, p: StepPlan) -> None:
         for group in self.optimizer.param_groups:
@@ -130,7 +137,9 @@ class Trainer:
         self.quantizer.load_state_dict(qstate)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        note = load_scaler_state(self.scaler, state.get("scaler"))
+        if note:
+            self.logger.message(note)
         self.sparsifier.load_state_dict(state["sparsifier"])
         self.results = Results(**state.get("results", {}))
         self.step = int(state["step"])
@@ -187,7 +196,8 @@ class Trainer:
 
     def evaluate(self) -> Dict[str, float]:
         limit = self.cfg.data.limit_val_batches
-        return evaluate(self.model, self.data.val_batches(), self.data.prepare, self.device, amp=self.use_amp,
+        return evaluate(self.model, self.data.val_batches(), self._prepare, self.device,
+                        precision=self.precision,
                         limit=limit, distributed=self.dist.enabled)
 
     def _record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
@@ -223,9 +233,9 @@ class Trainer:
             self.sparsifier.rebind(self.model)
             self.forward_model = self._wrap(self.model)
             self.logger.message(f"[qat] quantization-aware training starts at epoch {p.epoch:.2f}")
-        images = self.data.prepare(images.to(self.device, non_blocking=True))
+        images = self._prepare(images.to(self.device, non_blocking=True))
         labels = labels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        with self.precision.autocast():
             logits = self.forward_model(images)
             loss = self.criterion(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -234,8 +244,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.sparsifier.apply_masks()
-        correct = topk_correct(logits.detach(), labels, ks=(1,))[1]
-        return {"loss": loss.item(), "top1": 100.0 * correct / labels.numel()}
+        # tensors, not numbers: reading them waits for the device, so only logging does
+        top1 = topk_hits(logits.detach(), labels, ks=(1,))[0] * (100.0 / labels.numel())
+        return {"loss": loss.detach(), "top1": top1}
 
     def fit(self) -> Dict[str, Any]:
         tcfg = self.cfg.trainer
@@ -269,21 +280,25 @@ class Trainer:
                 if self.plan.is_dense_member_step(self.step - 1):
                     self._dense_member(self.plan.epoch_of(self.step))
                     dense_member_evaluated = i == spe - 1
-                if self.step % log_every == 0 or i == spe - 1:
+                # host syncs (the loss, top-1, the ranks' stop vote) only on the logging cadence,
+                # which every rank reaches at the same step
+                on_cadence = self.step % log_every == 0 or i == spe - 1
+                if on_cadence:
+                    loss, top1 = torch.stack([stats["loss"].float(), stats["top1"].float()]).tolist()
                     elapsed = max(time.time() - window_t, 1e-9)
                     ips = window_n * self.dist.world_size / elapsed
                     self.logger.log_step(
                         {
-                            "train/loss": stats["loss"], "train/top1": stats["top1"], "lr": p.lr,
+                            "train/loss": loss, "train/top1": top1, "lr": p.lr,
                             "weight_decay": p.weight_decay, "img_per_s": ips, "phase": p.phase_id,
                             "phase_name": p.phase_name, "target_sparsity": p.sparsity, "epoch": self.plan.epoch_of(self.step),
                         },
                         self.step,
                     )
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
+                    bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
                     window_t, window_n = time.time(), 0
                 bar.update(1)
-                if self._should_stop() or (max_steps is not None and self.step >= max_steps):
+                if (on_cadence and self._should_stop()) or (max_steps is not None and self.step >= max_steps):
                     stop = True
                     break
             bar.close()
@@ -318,24 +333,14 @@ class Trainer:
         if self.dist.is_main:
             paths["final"] = str(self._save_member("final", final))
             paths["last"] = str(self.ckpt_dir / ckpt.LAST)
-            if (self.ckpt_dir / "dense.pt").exists():
-                paths["dense"] = str(self.ckpt_dir / "dense.pt")
-        int8 = self.quantizer.convert(self.model) if self.quantizer.prepared else None
-        int8_metrics = None
-        if int8 is not None:
-            if not self.quantizer.int8_exact_on_this_cpu():
-                self.logger.message("[int8] warning: this CPU has no VNNI/AMX and quantization.reduce_range=false: its int8 "
-                                    "kernels saturate, so sparse_int8_top1 here understates the model (see README, QAT)")
-            cpu = torch.device("cpu")
-            int8_metrics = evaluate(int8, self.data.val_batches(), lambda x: self.data.prepare(x).to(cpu), cpu,
-                                    limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled,
-                                    reduce_device=self.device)
-            if self.dist.is_main:
-                payload = {
-                    "model": int8.state_dict(), "metrics": int8_metrics, "quantizer": self.quantizer.state_dict(),
-                    "config": OmegaConf.to_container(self.cfg, resolve=True),
-                }
-                paths["int8"] = str(ckpt.save_atomic(payload, self.ckpt_dir / "final_int8.pt"))
+            if (self.ckpt_dir / ckpt.MEMBER_FILES["dense"]).exists():
+                paths["dense"] = str(self.ckpt_dir / ckpt.MEMBER_FILES["dense"])
+        int8_metrics, int8_path = int8_member(
+            self.quantizer, self.model, self.data.val_batches(), self.data.prepare, limit=self.cfg.data.limit_val_batches,
+            distributed=self.dist.enabled, reduce_device=self.device, save_dir=self.ckpt_dir if self.dist.is_main else None,
+            extra={"config": OmegaConf.to_container(self.cfg, resolve=True)}, message=self.logger.message)
+        if int8_path is not None:
+            paths["int8"] = str(int8_path)
         named = dict(self.model.named_parameters())
         total = sum(p.numel() for p in named.values())
         zeros = sum(int((p == 0).sum().item()) for p in named.values())
@@ -360,6 +365,8 @@ class Trainer:
             sparse_top5=r.sparse["top5"] if r.sparse else None,
             qat_top1=r.qat["top1"] if r.qat else None,
             sparse_int8_top1=int8_metrics["top1"] if int8_metrics else None,
+            amp_dtype=self.precision.name,
+            channels_last=self.channels_last,
             int8_exact_on_this_cpu=self.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
             params_total=total,
             params_nonzero=total - zeros,
@@ -369,7 +376,7 @@ class Trainer:
             wall_time_s=wall,
             wandb_run_id=self.logger.run_id,
             resumed_at_steps=list(r.resumed_at_steps),
-            world_size=self.dist.world_size,
+            **self.data.loading(),  # global_batch_size, batch_size_per_process, world_size, steps_per_epoch, num_workers
             ranks_identical=self.ranks_identical(),
         )
         if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:
