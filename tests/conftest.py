@@ -80,6 +80,28 @@ def int8_vs_qat(args: list[str], env: dict[str, str] | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def reference_betons(root: Path, *, classes: int, per_class: int, val_per_class: int, max_side: int,
+                     max_resolution: int) -> tuple[Path, Path]:
+    """A generated ImageNet-layout tree written to train/val .beton files through acdc-data,
+    and a ResNet-50 state dict to start from as "pretrained" weights: (beton dir, weights)."""
+    import subprocess
+
+    from acdc_exp.models import build_model
+
+    tree, betons = root / "tree", root / "betons"
+    for args in (
+        ["synth", "--out", str(tree), "--classes", str(classes), "--per-class", str(per_class),
+         "--val-per-class", str(val_per_class), "--min-side", "70", "--max-side", str(max_side)],
+        ["write", "--src", str(tree), "--out", str(betons), "--max-resolution", str(max_resolution), "--num-workers", "1"],
+    ):
+        out = subprocess.run([cli("acdc-data"), *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+    pretrained = root / "resnet50_dense.pt"
+    torch.manual_seed(0)
+    torch.save(build_model("resnet50", num_classes=1000).state_dict(), pretrained)
+    return betons, pretrained
+
+
 def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -13,8 +13,7 @@ from acdc_exp.errors import ConfigError
 from acdc_exp.models import build_model
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.training.metrics import evaluate
-from acdc_exp.training.precision import AMP_MODES, resolve_precision
-from acdc_exp.training.run import CUBLAS_WORKSPACE, configure_determinism
+from acdc_exp.training.precision import AMP_MODES, CUBLAS_WORKSPACE, configure_determinism, resolve_precision
 from conftest import load_state, train
 
 CPU = torch.device("cpu")
@@ -39,22 +38,35 @@ def test_amp_modes_resolve_per_device():
     assert str(exc.value) == f"trainer.amp='fp8' is unknown; allowed: {', '.join(AMP_MODES)}"
 
 
-def test_bf16_channels_last_acdc_qat_run_on_cpu(run_dir):
-    s = train(SHORT_QAT + ["trainer.amp=bf16", "trainer.channels_last=true"], run_dir)
-    assert (s["amp_dtype"], s["channels_last"]) == ("bf16", True)
-    assert s["final_phase"] == "qat" and s["sparse_int8_top1"] > 50.0  # ~70 after 48 steps (fp32: ~69)
+def _assert_learned_with_block4_masks(s: dict, run_dir, channels_last: bool) -> None:
+    assert s["final_phase"] == "qat" and s["sparse_int8_top1"] > 50.0  # ~70 after 48 steps
     assert abs(s["sparse_int8_top1"] - s["qat_top1"]) <= 2.0
     final = load_state(run_dir / "checkpoints" / "final.pt")
     masks = final["sparsifier"]["masks"]
     assert masks
     for name, mask in masks.items():
         w = final["model"][name]
-        assert w.is_contiguous(memory_format=torch.channels_last)  # the model really trained NHWC
+        if w.shape[-1] > 1:  # a 1x1 kernel's layout is both NCHW and NHWC
+            assert w.is_contiguous(memory_format=torch.channels_last) == channels_last
         assert torch.equal(w[~mask], torch.zeros(int((~mask).sum())))  # block4 masks hold through it
         # block4: every block of 4 input channels is kept or pruned whole
         blocks = mask.permute(0, 2, 3, 1).reshape(-1, 4)
         assert bool((blocks.all(1) | ~blocks.any(1)).all())
     assert abs(s["sparsity_pruned_layers"] - 0.8) < 0.01
+
+
+def test_bf16_channels_last_acdc_qat_run_on_cpu(run_dir):
+    s = train(SHORT_QAT + ["trainer.amp=bf16", "trainer.channels_last=true"], run_dir)
+    assert (s["amp_dtype"], s["channels_last"], s["compiled"]) == ("bf16", True, False)
+    _assert_learned_with_block4_masks(s, run_dir, channels_last=True)  # the model really trained NHWC
+
+
+def test_compiled_acdc_qat_run(run_dir):
+    """torch.compile through a dense phase, compressed phases (masks changing weights in place)
+    and the QAT module swap (a fresh compile of the new modules)."""
+    s = train(SHORT_QAT + ["trainer.compile=true"], run_dir)
+    assert s["compiled"] and s["amp_dtype"] == "off"
+    _assert_learned_with_block4_masks(s, run_dir, channels_last=False)
 
 
 @pytest.mark.parametrize("first, then", [("off", "fp16"), ("fp16", "off"), ("bf16", "fp16")])

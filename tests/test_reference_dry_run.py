@@ -10,8 +10,7 @@ import subprocess
 
 import torch
 
-from acdc_exp.models import build_model
-from conftest import REPO, cli, load_state
+from conftest import REPO, cli, load_state, reference_betons
 
 RECIPE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
 # 8 epochs: warm-up [0,1), dense [1,2), compressed [2,3), dense [3,4), compressed [4,6), QAT [6,8)
@@ -19,17 +18,9 @@ RECIPE_ARGS = "{num_epochs: 8, lr_warmup_epochs: 1, quantization_epochs: 2, prun
 
 
 def test_reference_experiment_dry_run(tmp_path):
-    tree, betons, run = tmp_path / "tree", tmp_path / "betons", tmp_path / "run"
-    for args in (
-        ["synth", "--out", str(tree), "--classes", "4", "--per-class", "6", "--val-per-class", "4",
-         "--min-side", "70", "--max-side", "120"],
-        ["write", "--src", str(tree), "--out", str(betons), "--max-resolution", "96", "--num-workers", "1"],
-    ):
-        out = subprocess.run([cli("acdc-data"), *args], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-    pretrained = tmp_path / "resnet50_dense.pt"
-    torch.manual_seed(0)
-    torch.save(build_model("resnet50", num_classes=1000).state_dict(), pretrained)
+    run = tmp_path / "run"
+    betons, pretrained = reference_betons(tmp_path, classes=4, per_class=6, val_per_class=4, max_side=120,
+                                          max_resolution=96)
 
     proc = subprocess.run(
         [cli("acdc-train"), "experiment=resnet50_imagenet_acdc85_quant", f"recipe={RECIPE}", f"recipe_args={RECIPE_ARGS}",

@@ -85,3 +85,27 @@ def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_p
     reference = tmp_path / "reference"
     train([o for o in longer if "num_threads" not in o and "progress" not in o] + ["sparsity.sparsity=0.9"], reference)
     assert_same_final_weights(reference, sweep_dir / "0")
+
+
+def test_two_tasks_of_one_slurm_job_train_as_one_ddp_run(slurm_cluster, tmp_path):
+    """tasks_per_node=2: submitit's TorchDistributedEnvironment joins the two SLURM tasks into
+    one gloo process group; the global batch is split between them."""
+    from acdc_exp.config.compose import compose_config
+    from acdc_exp.data import build_data
+
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=10",
+         "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={sweep_dir}", "logger=none", *SHORT,
+         "data.batch_size=64", "trainer.device=cpu"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((sweep_dir / "0" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_identical"] is True
+    assert (summary["global_batch_size"], summary["batch_size_per_process"]) == (64, 32)
+    cfg = compose_config(["data.batch_size=64"])
+    one_process = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device="cpu", seed=0)
+    assert summary["steps_per_epoch"] == one_process.steps_per_epoch()
+    assert summary["steps"] == 2 * one_process.steps_per_epoch()
+    assert summary["final_top1"] > 20.0

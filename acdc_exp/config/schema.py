@@ -196,6 +196,9 @@ class TrainerConfig:
     # stop after this many optimizer steps, saving last.pt as a preemption would (resumable)
     max_steps: Optional[int] = None
     export_onnx: bool = False
+    # torch.compile the forward pass (after DDP wrapping); recompiled when QAT swaps modules
+    compile: bool = False
+    compile_mode: Optional[str] = None  # torch.compile's mode: null | default | reduce-overhead | max-autotune
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """Numerics of a run: which autocast dtype it uses, its gradient scaler, resuming that scaler
-across a change of mode, and the memory format.
+across a change of mode, the memory format, and deterministic kernels.
 
 ``trainer.amp``: ``auto`` = fp16 with a GradScaler on CUDA, off on CPU; ``off``; ``bf16``
 (no scaler: bf16 has fp32's exponent range); ``fp16`` (with a GradScaler, on CUDA or CPU).
 """
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -44,6 +45,23 @@ def resolve_precision(mode: Any, device: torch.device) -> Precision:
     if name == "auto":
         name = "fp16" if device.type == "cuda" else "off"
     return Precision(device.type, _DTYPES[name])
+
+
+# cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """``trainer.deterministic=true``: deterministic kernels only (torch raises on an op that
+    has none), cuBLAS with a fixed workspace, cuDNN without autotuning. Otherwise on CUDA
+    let cuDNN pick the fastest convolution for each shape (the inputs' shapes are fixed)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def channels_last_on(setting: Optional[bool], device: torch.device) -> bool:

@@ -1,7 +1,6 @@
 """Assemble a run from the composed config: model, data, optimizer, plan, hooks, logger."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -20,7 +19,7 @@ from acdc_exp.quantization import build_quantizer
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
-from acdc_exp.training.precision import channels_last_on
+from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -30,23 +29,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
     return torch.device(name)
-
-
-# cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
-CUBLAS_WORKSPACE = ":4096:8"
-
-
-def configure_determinism(deterministic: bool, device: torch.device) -> None:
-    """``trainer.deterministic=true``: deterministic kernels only (torch raises on an op that
-    has none), cuBLAS with a fixed workspace, cuDNN without autotuning. Otherwise on CUDA
-    let cuDNN pick the fastest convolution for each shape (the inputs' shapes are fixed)."""
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
 
 
 def seed_everything(seed: int) -> None:

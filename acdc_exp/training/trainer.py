@@ -26,6 +26,7 @@ from acdc_exp.training.distributed import DistInfo, barrier
 from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.metrics import evaluate, topk_hits
 from acdc_exp.training.precision import channels_last_on, load_scaler_state, resolve_precision
+from acdc_exp.training.summary import build_summary, parameter_counts
 
 class TrainingInterrupted(Exception):
     """The loop stopped early on request (max_steps, preemption) after writing last.pt."""
@@ -97,10 +98,15 @@ class Trainer:
     # --- set-up helpers -------------------------------------------------------------------
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        if not self.dist.enabled:
-            return model
-        ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        """What the step calls: ``model``, in DDP under torch.distributed, compiled when asked.
+        Called again after QAT swaps modules, which gives a fresh DDP and a fresh compile.
+        Masks need no recompile: they change weights in place between steps, outside it."""
+        if self.dist.enabled:
+            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.trainer.compile:
+            model = torch.compile(model, mode=self.cfg.trainer.compile_mode)
+        return model
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         return self.data.prepare(images).contiguous(memory_format=self.memory_format)
@@ -325,11 +331,10 @@ class Trainer:
         r = self.results
         if r.final is None:  # resumed after the last epoch's evaluation was lost
             self._record_eval(self.evaluate(), self.plan.phase_name_at(max(self.step - 1, 0)), self.plan.epoch_of(self.step))
-        final, final_phase = r.final, r.final_phase
-        if final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
+        final = r.final
+        if r.final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
             r.dense, r.dense_epoch = final, self.plan.epoch_of(self.step)
         paths: Dict[str, str] = {}
-        summary: Dict[str, Any] = {}
         if self.dist.is_main:
             paths["final"] = str(self._save_member("final", final))
             paths["last"] = str(self.ckpt_dir / ckpt.LAST)
@@ -341,46 +346,13 @@ class Trainer:
             extra={"config": OmegaConf.to_container(self.cfg, resolve=True)}, message=self.logger.message)
         if int8_path is not None:
             paths["int8"] = str(int8_path)
-        named = dict(self.model.named_parameters())
-        total = sum(p.numel() for p in named.values())
-        zeros = sum(int((p == 0).sum().item()) for p in named.values())
-        layer = self.sparsifier.layer_sparsity()
-        pruned_total = sum(named[n].numel() for n in layer)
-        pruned_zeros = sum(layer[n] * named[n].numel() for n in layer)
-        summary.update(
-            experiment=self.cfg.experiment_name,
-            method=str(self.cfg.sparsity.method),
-            mask_type=str(self.cfg.sparsity.mask_type),
-            seed=int(self.cfg.seed),
-            run_dir=str(self.run_dir),
-            epochs=self.plan.epochs,
-            steps=self.step,
-            final_phase=final_phase,
-            final_top1=final["top1"],
-            final_top5=final["top5"],
-            dense_top1=r.dense["top1"] if r.dense else None,
-            dense_top5=r.dense["top5"] if r.dense else None,
-            dense_epoch=r.dense_epoch,
-            sparse_top1=r.sparse["top1"] if r.sparse else None,
-            sparse_top5=r.sparse["top5"] if r.sparse else None,
-            qat_top1=r.qat["top1"] if r.qat else None,
-            sparse_int8_top1=int8_metrics["top1"] if int8_metrics else None,
-            amp_dtype=self.precision.name,
-            channels_last=self.channels_last,
+        summary = build_summary(
+            self.cfg, r, steps=self.step, epochs=self.plan.epochs, int8=int8_metrics, run_dir=str(self.run_dir),
+            amp_dtype=self.precision.name, channels_last=self.channels_last, compiled=bool(self.cfg.trainer.compile),
             int8_exact_on_this_cpu=self.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
-            params_total=total,
-            params_nonzero=total - zeros,
-            sparsity_target=float(self.cfg.sparsity.sparsity) if self.cfg.sparsity.method != "dense" else 0.0,
-            sparsity_pruned_layers=pruned_zeros / pruned_total if pruned_total else 0.0,
-            checkpoints=paths,
-            wall_time_s=wall,
-            wandb_run_id=self.logger.run_id,
-            resumed_at_steps=list(r.resumed_at_steps),
-            **self.data.loading(),  # global_batch_size, batch_size_per_process, world_size, steps_per_epoch, num_workers
-            ranks_identical=self.ranks_identical(),
+            **parameter_counts(self.model, self.sparsifier.layer_sparsity()), checkpoints=paths, wall_time_s=wall,
+            wandb_run_id=self.logger.run_id, **self.data.loading(), ranks_identical=self.ranks_identical(),
         )
-        if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:
-            summary["dense_sparse_gap"] = summary["dense_top1"] - summary["sparse_top1"]
         if self.dist.is_main and self.exporter is not None:
             report = self.exporter(self.run_dir)
             summary["onnx"] = {"dir": report["out_dir"], "all_ok": report["all_ok"], "files": [f["path"] for f in report["files"]]}
