@@ -3,6 +3,7 @@
 AMP change, determinism flags, and evaluation that leaves the model as it found it."""
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -11,7 +12,9 @@ import torch.ao.quantization as tq
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.models import build_model
+from acdc_exp.plan import StepPlan
 from acdc_exp.quantization.qat import QATController
+from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.metrics import evaluate
 from acdc_exp.training.precision import AMP_MODES, CUBLAS_WORKSPACE, configure_determinism, resolve_precision
 from conftest import load_state, train
@@ -56,9 +59,30 @@ def _assert_learned_with_block4_masks(s: dict, run_dir, channels_last: bool) -> 
 
 
 def test_bf16_channels_last_acdc_qat_run_on_cpu(run_dir):
-    s = train(SHORT_QAT + ["trainer.amp=bf16", "trainer.channels_last=true"], run_dir)
+    s = train(SHORT_QAT + ["trainer.amp=bf16", "trainer.channels_last=true", "trainer.export_onnx=true"], run_dir)
     assert (s["amp_dtype"], s["channels_last"], s["compiled"]) == ("bf16", True, False)
     _assert_learned_with_block4_masks(s, run_dir, channels_last=True)  # the model really trained NHWC
+    assert s["onnx"]["all_ok"] is True  # and exports (checked in onnxruntime) like an NCHW one
+
+
+@pytest.mark.parametrize("mask_type", ["block4", "2:4", "unstructured"])
+def test_masks_of_a_channels_last_model_equal_those_of_its_nchw_twin(mask_type):
+    """Masks index weights logically, so the memory format must not change which are pruned."""
+    torch.manual_seed(0)
+    nchw = build_model(name="resnet_small", num_classes=10)
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    params = ["layer*.conv*.weight"]
+    plan = StepPlan(step=0, epoch=0.0, lr=0.1, weight_decay=0.0, phase="compressed", sparsity=0.5, update_masks=True,
+                    qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+    masks = []
+    for model in (nchw, nhwc):
+        sparsifier = Sparsifier(model, params=params, mask_type=mask_type)
+        sparsifier.begin_step(plan)
+        masks.append(sparsifier.masks)
+    assert masks[0].keys() == masks[1].keys() and masks[0]
+    for name in masks[0]:
+        assert torch.equal(masks[0][name], masks[1][name]), name
+        assert torch.equal(nchw.get_parameter(name), nhwc.get_parameter(name)), name  # pruned alike
 
 
 def test_compiled_acdc_qat_run(run_dir):
