@@ -48,6 +48,11 @@ def has_int8_dot_product() -> bool:
     return any(f in cpu_flags() for f in INT8_DOT_FLAGS)
 
 
+def affinity_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the core count where there is none)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def package_versions(names: Sequence[str] = KEY_PACKAGES) -> Dict[str, str]:
     out = {}
     for name in names:
@@ -67,7 +72,7 @@ def describe() -> Dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "int8_dot_product": has_int8_dot_product(),
         "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_usable": affinity_cpus(),
         "versions": package_versions(),
     }
 

@@ -14,6 +14,7 @@ measures is what the trainer runs. Writes a JSON (--out) and prints a table.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -151,8 +152,8 @@ def resume(args, device: torch.device) -> Dict[str, Any]:
     p = _plan("compressed")
     for _ in range(2):
         a.step(p)
-    state = {k: _clone(v) for k, v in (("model", a.model.state_dict()), ("opt", a.opt.state_dict()),
-                                         ("scaler", a.scaler.state_dict()), ("sparsifier", a.sparsifier.state_dict()))}
+    state = copy.deepcopy({"model": a.model.state_dict(), "opt": a.opt.state_dict(), "scaler": a.scaler.state_dict(),
+                           "sparsifier": a.sparsifier.state_dict()})
     want = [float(a.step(p)) for _ in range(2)]
     b = Stepper(args, device)
     b.model.load_state_dict(state["model"])
@@ -163,16 +164,6 @@ def resume(args, device: torch.device) -> Dict[str, Any]:
     got = [float(b.step(p)) for _ in range(2)]
     diff = max(abs(x - y) for x, y in zip(want, got))
     return {"losses": want, "resumed_losses": got, "max_abs_diff": diff, "ok": diff <= 1e-3 * max(1.0, abs(want[0]))}
-
-
-def _clone(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone(v) for v in obj]
-    return obj
 
 
 def deterministic(args) -> Dict[str, Any]:

@@ -5,6 +5,7 @@ import os
 from typing import Any, Optional
 
 from acdc_exp.errors import DataError
+from acdc_exp.machine import affinity_cpus
 
 LOADERS = ("ffcv", "folder")
 ORDERS = ("random", "quasi_random", "sequential")
@@ -26,7 +27,7 @@ def usable_cpus() -> int:
     """CPUs this process may use: SLURM's per-task allocation when there is one, else its
     affinity mask shared by the processes of this node (torchrun starts LOCAL_WORLD_SIZE of
     them, each seeing the whole mask)."""
-    mask = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mask = affinity_cpus()
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit():
         return max(1, min(mask, int(slurm)))
