@@ -62,7 +62,7 @@ class Stepper:
         self.scaler = self.precision.grad_scaler()
         params = _experiment_params() if args.model == "resnet50" else SMALL_PARAMS
         self.sparsifier = Sparsifier(self.model, params=params, mask_type="block4", global_sparsity=False,
-                                     reset_momentum=True, enabled=True)
+                                     reset_momentum="all", enabled=True)
         self.sparsifier.attach_optimizer(self.opt)
         self.forward = torch.compile(self.model) if compiled else self.model
         self.criterion = nn.CrossEntropyLoss()
@@ -82,7 +82,7 @@ class Stepper:
         self.sparsifier.mask_gradients()
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.sparsifier.apply_masks()
+        self.sparsifier.end_step()
         return loss.detach()
 
 

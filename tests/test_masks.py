@@ -276,3 +276,27 @@ def test_empty_list_and_shape_mismatch():
         compute_mask([], 0.5)
     with pytest.raises(ConfigError, match="does not match weight shape"):
         apply_mask_(torch.ones(2, 2), torch.ones(4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("mask_type", ["unstructured", "block4"])
+def test_channel_floor_keeps_every_channel_alive_at_the_same_count(mask_type):
+    torch.manual_seed(0)
+    w = torch.randn(32, 16, 3, 3)
+    w[:12] *= 1e-3  # small channels: plain magnitude pruning kills them whole
+    plain = compute_mask(w, 0.95, mask_type)
+    floored = compute_mask(w, 0.95, mask_type, min_kept_per_channel=1)
+    dead = lambda m: int((~m.flatten(1).any(1)).sum())  # noqa: E731
+    assert dead(plain) == 12 and dead(floored) == 0
+    assert int(floored.sum()) == int(plain.sum())  # the pruning count is unchanged
+    # the floor takes each small channel's largest weight; the rest stays magnitude order
+    assert bool(floored[:12].flatten(1).sum(1).eq(4 if mask_type == "block4" else 1).all())
+    assert torch.equal(compute_mask(w, 0.95, mask_type, min_kept_per_channel=1), floored)
+
+
+def test_channel_floor_larger_than_the_budget_keeps_the_largest_floors():
+    torch.manual_seed(0)
+    w = torch.randn(32, 16, 1, 1)  # 512 weights; 98% keeps 10 < 32 channels
+    m = compute_mask(w, 0.98, "unstructured", min_kept_per_channel=1)
+    assert int(m.sum()) == 10 and int(m.flatten(1).any(1).sum()) == 10
+    row_max = w.abs().flatten(1).max(1).values
+    assert set(m.flatten(1).any(1).nonzero().flatten().tolist()) == set(row_max.topk(10).indices.tolist())

@@ -125,3 +125,23 @@ def test_bad_schedules_are_one_line_errors(kwargs, message):
 def test_negative_lr_is_refused():
     with pytest.raises(ConfigError, match="init_lr=-0.1"):
         LRSegment("constant", 0, None, -0.1)
+
+
+def test_regrowth_epochs_and_dense_phase_lr_ramp():
+    acdc = ACDCSchedule(0.9, start_epoch=2, end_epoch=26, update_frequency=3)
+    assert acdc.regrowth_epochs() == [8.0, 14.0, 20.0]  # not 2: nothing was pruned before it
+    paper = ExplicitPhaseSchedule(0.9, [(4, 7, "compressed"), (7, 10, "dense"), (10, 13, "compressed"),
+                                        (13, 16, "dense"), (16, 30, "compressed")])
+    assert paper.regrowth_epochs() == [7.0, 13.0]
+    assert GMPSchedule(0.9, 0.05, 2, 20, 1).regrowth_epochs() == []
+    seg = [LRSegment("constant", 0.0, None, 0.2, 0.2)]
+    plain = Plan(epochs=30, steps_per_epoch=10, lr_segments=seg, weight_decay=0.0, sparsity=acdc)
+    ramp = Plan(epochs=30, steps_per_epoch=10, lr_segments=seg, weight_decay=0.0, sparsity=acdc,
+                dense_phase_warmup_epochs=1.0)
+    assert [round(ramp.at(s).lr, 6) for s in (79, 80, 84, 89, 90)] == [0.2, 0.02, 0.1, 0.2, 0.2]
+    assert all(plain.at(s).lr == 0.2 for s in range(300))
+    # only the ramp's steps differ; the pre-start dense phase (epochs 0-2) has none
+    differ = sorted({s // 10 for s in range(300) if ramp.at(s).lr != plain.at(s).lr})
+    assert differ == [8, 14, 20]
+    with pytest.raises(ConfigError, match="dense_phase_warmup_epochs=-1.0"):
+        Plan(epochs=3, steps_per_epoch=2, lr_segments=seg, weight_decay=0.0, dense_phase_warmup_epochs=-1.0)

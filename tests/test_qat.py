@@ -175,7 +175,7 @@ def _train_steps(model, opt, sp, ctrl, steps, start):
         nn.functional.cross_entropy(model(x), y).backward()
         sp.mask_gradients()
         opt.step()
-        sp.apply_masks()
+        sp.end_step()
 
 
 def _fresh(seed: int = 0):

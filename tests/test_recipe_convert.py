@@ -52,7 +52,7 @@ modifiers:
 def test_fixture_config_values():
     with pytest.warns(UserWarning, match=r"lists 13 name\(s\) more than once; using each once \(52 unique\)"):
         cfg = recipe_to_config(FIXTURE)
-    assert cfg["trainer"] == {"epochs": 206}
+    assert cfg["trainer"] == {"epochs": 206, "bn_recalibration_batches": 0}
     assert cfg["lr_schedule"]["name"] == "recipe"
     assert cfg["lr_schedule"]["segments"] == [
         {"func": "linear", "start_epoch": 0.0, "end_epoch": 5.0, "init_lr": 0.0512, "final_lr": 0.256},
@@ -73,7 +73,10 @@ def test_fixture_config_values():
         "end_epoch": 190.0,
         "update_frequency": 5.0,
         "phases": None,
-        "reset_momentum": True,
+        "reset_momentum": "all",
+        "dense_phase_warmup_epochs": 0.0,
+        "dead_channels": "regrow",
+        "min_kept_per_channel": 0,
     }
     assert len(params) == 52 and set(params) == RESNET50_LAYER_CONVS
     assert params[:3] == ["layer1.0.conv1.weight", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight"]

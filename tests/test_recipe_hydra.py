@@ -68,7 +68,8 @@ def recipe_keys():
     # everything the schema's sparsity/quantization schedule fields hold is set by the recipe
     assert set(keys["sparsity"]) >= {
         "method", "sparsity", "mask_type", "global_sparsity", "params", "start_epoch", "end_epoch",
-        "update_frequency", "phases", "reset_momentum",
+        "update_frequency", "phases", "reset_momentum", "dead_channels", "dense_phase_warmup_epochs",
+        "min_kept_per_channel",
     }
     assert set(keys["quantization"]) == {
         "enabled", "start_epoch", "submodules", "disable_observer_epoch", "freeze_bn_stats_epoch", "reduce_range",

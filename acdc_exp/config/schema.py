@@ -142,8 +142,15 @@ class SparsityConfig:
     phases: Optional[List[PhaseConfig]] = None
     # GMP: cubic ramp from init_sparsity at start_epoch to sparsity at end_epoch
     init_sparsity: float = 0.05
-    # zero SGD momentum of pruned weights when a dense phase begins
-    reset_momentum: bool = True
+    # when a dense phase begins: all | pruned | none (acdc_exp/sparsity/sparsifier.py)
+    reset_momentum: str = "all"
+    # output channels pruned whole: regrow | keep_pruned in dense phases (sparsifier.py)
+    dead_channels: str = "regrow"
+    # keep the k largest weights (blocks) of every output channel when masking (masks.py)
+    min_kept_per_channel: int = 0
+    # lr ramps 0 -> schedule over this many epochs at the start of each dense phase after a
+    # compressed one (plan/plan.py::regrowth_lr_factor)
+    dense_phase_warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -199,6 +206,9 @@ class TrainerConfig:
     # torch.compile the forward pass (after DDP wrapping); recompiled when QAT swaps modules
     compile: bool = False
     compile_mode: Optional[str] = None  # torch.compile's mode: null | default | reduce-overhead | max-autotune
+    # recompute BatchNorm statistics from the last N training batches before each evaluation
+    # (0 = off; training/bn_recalibration.py)
+    bn_recalibration_batches: int = 0
 
 
 @dataclass

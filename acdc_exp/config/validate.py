@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.sparsity.masks import check_sparsity
+from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 MASK_TYPES = ("unstructured", "block4")
@@ -26,6 +27,8 @@ def validate(cfg) -> None:
         raise ConfigError("trainer.eval_every_epochs and trainer.checkpoint_every_epochs must be >= 1")
     if t.max_steps is not None and t.max_steps <= 0:
         raise ConfigError(f"trainer.max_steps={t.max_steps} must be > 0 or null")
+    if t.bn_recalibration_batches < 0:
+        raise ConfigError(f"trainer.bn_recalibration_batches={t.bn_recalibration_batches} is negative; allowed: an integer >= 0")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ConfigError(f"trainer.label_smoothing={t.label_smoothing} is out of range; allowed: 0 <= x < 1")
     if o.lr < 0:
@@ -52,5 +55,9 @@ def validate(cfg) -> None:
         if s.method == "gmp":
             raise ConfigError(f"sparsity.mask_type={s.mask_type} has a fixed sparsity; a GMP ramp needs unstructured or block4")
         check_sparsity(float(s.sparsity), s.mask_type)  # N:M fixes sparsity at 1 - N/M
+    check_choice("reset_momentum", s.reset_momentum, RESET_MOMENTUM)
+    check_choice("dead_channels", s.dead_channels, DEAD_CHANNELS)
+    if s.min_kept_per_channel < 0:
+        raise ConfigError(f"sparsity.min_kept_per_channel={s.min_kept_per_channel} is negative; allowed: an integer >= 0")
     if q.enabled and q.num_bits != 8:
         raise ConfigError(f"quantization.num_bits={q.num_bits} is not supported; allowed: 8")

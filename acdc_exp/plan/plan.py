@@ -79,6 +79,7 @@ class Plan:
         weight_decay_segments: Sequence[WeightDecaySegment] = (),
         sparsity: Optional[SparsitySchedule] = None,
         qat: QATSchedule = QATSchedule(),
+        dense_phase_warmup_epochs: float = 0.0,
     ) -> None:
         if epochs <= 0:
             raise ConfigError(f"trainer.epochs={epochs} must be > 0")
@@ -96,6 +97,10 @@ class Plan:
         self.sparsity = sparsity or SparsitySchedule()
         self.qat = qat
         self._mask_updates = self.sparsity.update_epochs()
+        if dense_phase_warmup_epochs < 0:
+            raise ConfigError(f"sparsity.dense_phase_warmup_epochs={dense_phase_warmup_epochs} is negative; allowed: >= 0")
+        self.dense_phase_warmup_epochs = dense_phase_warmup_epochs
+        self._regrowths = self.sparsity.regrowth_epochs()
 
     @classmethod
     def from_config(cls, cfg, steps_per_epoch: int) -> "Plan":
@@ -119,6 +124,7 @@ class Plan:
             weight_decay_segments=wd,
             sparsity=build_sparsity_schedule(cfg.sparsity),
             qat=QATSchedule.from_config(cfg.quantization),
+            dense_phase_warmup_epochs=float(cfg.sparsity.dense_phase_warmup_epochs),
         )
 
     @property
@@ -128,6 +134,18 @@ class Plan:
     def epoch_of(self, step: int) -> float:
         return step / self.steps_per_epoch
 
+    def regrowth_lr_factor(self, epoch: float) -> float:
+        """Linear ramp 0 -> 1 over the first dense_phase_warmup_epochs of every dense phase
+        that follows a compressed one; 1 elsewhere. Regrown weights get gradients scaled by
+        BatchNorm to the sparse channel's small norm: the ramp keeps the first steps small."""
+        w = self.dense_phase_warmup_epochs
+        if w <= 0:
+            return 1.0
+        for b in self._regrowths:
+            if b - 1e-9 <= epoch < b + w:
+                return min(1.0, (epoch - b + 1.0 / self.steps_per_epoch) / w)
+        return 1.0
+
     def at(self, step: int) -> StepPlan:
         epoch = self.epoch_of(step)
         prev = self.epoch_of(step - 1) if step > 0 else -math.inf
@@ -135,7 +153,7 @@ class Plan:
         return StepPlan(
             step=step,
             epoch=epoch,
-            lr=lr_at(self.lr_segments, epoch),
+            lr=lr_at(self.lr_segments, epoch) * self.regrowth_lr_factor(epoch),
             weight_decay=weight_decay_at(self.weight_decay_segments, self.weight_decay, epoch),
             phase=self.sparsity.phase(epoch),
             sparsity=self.sparsity.sparsity(epoch),

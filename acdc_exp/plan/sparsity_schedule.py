@@ -40,6 +40,10 @@ class SparsitySchedule:
         """Epoch at which the last dense (decompressed) phase ends: the dense model of the pair."""
         return None
 
+    def regrowth_epochs(self) -> List[float]:
+        """Epochs at which a dense phase follows a compressed one (pruned weights regrow)."""
+        return []
+
 
 @dataclass
 class ACDCSchedule(SparsitySchedule):
@@ -88,6 +92,9 @@ class ACDCSchedule(SparsitySchedule):
         ends = [b for b in self._boundaries() if self.phase(b) == COMPRESSED and self.phase(b - 1e-6) == DENSE]
         return ends[-1] if ends else None
 
+    def regrowth_epochs(self) -> List[float]:
+        return [b for b in self._boundaries() if self.phase(b) == DENSE and self.phase(b - 1e-6) == COMPRESSED]
+
 
 @dataclass
 class ExplicitPhaseSchedule(SparsitySchedule):
@@ -127,6 +134,9 @@ class ExplicitPhaseSchedule(SparsitySchedule):
     def dense_member_epoch(self) -> Optional[float]:
         ends = [start for start in self.update_epochs() if self.phase(start - 1e-6) == DENSE]
         return ends[-1] if ends else None
+
+    def regrowth_epochs(self) -> List[float]:
+        return [start for start, _, ph in self.phases if ph == DENSE and self.phase(start - 1e-6) == COMPRESSED]
 
 
 @dataclass

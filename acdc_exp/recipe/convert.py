@@ -53,6 +53,12 @@ def load_recipe(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> Recipe
     return Recipe(str(recipe_path), env, mods, raw.metadata)
 
 
+# What SparseML does where acdc-exp's demo defaults differ, written into every imported
+# config so that no demo default leaks into a recipe (README: AC/DC semantics)
+SPARSEML_DENSE_PHASE = {"dense_phase_warmup_epochs": 0.0, "dead_channels": "regrow", "min_kept_per_channel": 0}
+SPARSEML_TRAINER = {"bn_recalibration_batches": 0}
+
+
 def recipe_to_config(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> Dict[str, Any]:
     """The config sections a recipe determines, as a plain dict to merge over a TrainConfig;
     from a Markdown model card also whether its training command starts from pretrained
@@ -68,7 +74,7 @@ def recipe_to_config(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> D
 
 def recipe_config(recipe: Recipe) -> Dict[str, Any]:
     epochs = _epochs(recipe)
-    out: Dict[str, Any] = {"trainer": {"epochs": epochs}}
+    out: Dict[str, Any] = {"trainer": {"epochs": epochs, **SPARSEML_TRAINER}}
     segments = _lr_segments(recipe.of_type(*LR), epochs)
     wd = _weight_decay(recipe.of_type("SetWeightDecayModifier"))
     out["lr_schedule"] = {"name": "recipe", "segments": segments, "weight_decay": wd} if segments else {"weight_decay": wd}
@@ -214,7 +220,9 @@ def _sparsity(mods: Sequence[Modifier]) -> Dict[str, Any]:
     if out["update_frequency"] <= 0:
         raise ConfigError(f"{mod.type}.update_frequency={out['update_frequency']} must be > 0")
     if mod.type == "ACDCPruningModifier":
-        out["reset_momentum"] = mod.flag("momentum_buffer_reset", True)
+        # SparseML's momentum_buffer_reset zeroes every parameter's momentum ("all")
+        out["reset_momentum"] = "all" if mod.flag("momentum_buffer_reset", True) else "none"
+        out.update(SPARSEML_DENSE_PHASE)
     out["params"] = _params(mod)  # last: the long list
     return out
 

@@ -98,21 +98,29 @@ def check_sparsity(sparsity: float, mask_type: str = "unstructured") -> MaskType
 
 
 @overload
-def compute_mask(weight: Tensor, sparsity: float, mask_type: str = ...) -> Tensor: ...
+def compute_mask(weight: Tensor, sparsity: float, mask_type: str = ..., min_kept_per_channel: int = ...) -> Tensor: ...
 
 
 @overload
-def compute_mask(weight: Sequence[Tensor], sparsity: float, mask_type: str = ...) -> List[Tensor]: ...
+def compute_mask(weight: Sequence[Tensor], sparsity: float, mask_type: str = ...,
+                 min_kept_per_channel: int = ...) -> List[Tensor]: ...
 
 
 def compute_mask(
-    weight: Union[Tensor, Sequence[Tensor]], sparsity: float, mask_type: str = "unstructured"
+    weight: Union[Tensor, Sequence[Tensor]], sparsity: float, mask_type: str = "unstructured",
+    min_kept_per_channel: int = 0,
 ) -> Union[Tensor, List[Tensor]]:
     """Magnitude mask (True = kept) of ``weight`` at ``sparsity``.
 
     A single tensor gives one mask; a sequence of tensors gives a list of masks computed with
     one global threshold over all of them (N:M is per group, so there it is the same as
     computing each mask alone).
+
+    ``min_kept_per_channel`` = k > 0 keeps the k largest units (weights, or blocks for block4)
+    of every output channel (dim 0) before the rest compete by magnitude, as far as the
+    pruning count allows (the count is unchanged). Under BatchNorm a channel's scale carries no
+    meaning, so magnitudes of different channels are not comparable; a channel pruned whole
+    feeds BatchNorm a constant. N:M keeps N of every group, so it needs no floor.
     """
     kind = check_sparsity(sparsity, mask_type)
     single = isinstance(weight, Tensor)
@@ -127,6 +135,8 @@ def compute_mask(
         block = kind.kind == "block"
         # block: (scores [out, blocks, rest], partial-block width); unstructured: (|w|, 0)
         scored = [_block_scores(w) if block else (_abs_scores(w), 0) for w in weights]
+        if min_kept_per_channel > 0:
+            scored = _with_channel_floor(scored, int(min_kept_per_channel))
         flat = torch.cat([s.reshape(-1) for s, _ in scored]) if len(scored) > 1 else scored[0][0].reshape(-1)
         keep = _keep_largest(flat, round(float(sparsity) * flat.numel()))
         masks, start = [], 0
@@ -163,6 +173,21 @@ def apply_mask_(weight: Tensor, mask: Tensor) -> Tensor:
 def _score_dtype(dtype: torch.dtype) -> torch.dtype:
     # half/bfloat16 sums of 4 lose ordering precision; float64 stays float64
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _with_channel_floor(scored: List[Tuple[Tensor, int]], k: int) -> List[Tuple[Tensor, int]]:
+    """Lift the k largest scores of every output channel above all others (their order among
+    themselves kept), so that they are pruned last. A stable sort picks them: ties go to the
+    lower index on every device."""
+    lift = 1.0 + max(float(s.max()) for s, _ in scored)
+    out = []
+    for s, partial in scored:
+        rows = s.reshape(s.shape[0], -1)
+        top = torch.sort(rows, dim=1, descending=True, stable=True).indices[:, : min(k, rows.shape[1])]
+        bumped = rows.clone()
+        bumped.scatter_add_(1, top, torch.full(top.shape, lift, dtype=rows.dtype, device=rows.device))
+        out.append((bumped.view(s.shape), partial))
+    return out
 
 
 def _abs_scores(weight: Tensor) -> Tensor:

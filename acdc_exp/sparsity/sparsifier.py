@@ -4,6 +4,18 @@ It knows nothing about epochs: at each step it is told the phase, the target spa
 whether to recompute masks. In compressed phases the masks zero the pruned weights after
 every optimizer step and their gradients before it; a dense phase drops the masks, and the
 pruned weights regrow from exactly zero.
+
+Two choices at the start of a dense phase are config (``sparsity.*``):
+
+- ``reset_momentum``: ``all`` zeroes the SGD momentum buffer of every parameter in the
+  optimizer after the dense phase's first optimizer step, as SparseML's
+  ACDCPruningModifier does (its ``optimizer_post_step``); ``pruned`` zeroes the buffer
+  entries of the pruned weights before that step; ``none`` keeps the momentum.
+- ``dead_channels``: an output channel whose weights were all pruned feeds BatchNorm a
+  constant, and BatchNorm's gradient to it is scaled by 1/sqrt(eps) (~316x): regrowing it
+  is a jump, not a smooth re-introduction. ``keep_pruned`` holds such channels at zero
+  through the dense phase (they may come back only through the next mask); ``regrow``
+  regrows them like every other weight (SparseML).
 """
 from __future__ import annotations
 
@@ -13,9 +25,11 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from acdc_exp.errors import ConfigError
 from acdc_exp.plan import StepPlan
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
+from acdc_exp.sparsity.stale_momentum import StaleMomentum
 
 
 @dataclass
@@ -33,6 +47,22 @@ class MaskUpdate:
     layer_changed: Dict[str, float] = field(default_factory=dict)
 
 
+RESET_MOMENTUM = ("all", "pruned", "none")
+DEAD_CHANNELS = ("regrow", "keep_pruned")
+
+
+def check_choice(key: str, value: object, allowed: tuple) -> str:
+    """One line naming the bad value and what is allowed (config and constructor share it)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"sparsity.{key}={value!r} is not supported; allowed: {', '.join(allowed)}")
+    return value
+
+
+def dead_output_channels(mask: torch.Tensor) -> torch.Tensor:
+    """Bool per output channel (dim 0): True where the mask prunes the whole channel."""
+    return ~mask.reshape(mask.shape[0], -1).any(dim=1)
+
+
 class Sparsifier:
     def __init__(
         self,
@@ -41,17 +71,27 @@ class Sparsifier:
         params: List[str],
         mask_type: str = "unstructured",
         global_sparsity: bool = False,
-        reset_momentum: bool = True,
+        reset_momentum: str = "all",
+        dead_channels: str = "regrow",
+        min_kept_per_channel: int = 0,
         enabled: bool = True,
     ) -> None:
+        if not isinstance(min_kept_per_channel, int) or min_kept_per_channel < 0:
+            raise ConfigError(f"sparsity.min_kept_per_channel={min_kept_per_channel!r} is not allowed; allowed: an integer >= 0")
+        self.min_kept_per_channel = min_kept_per_channel
         self.mask_type = mask_type
         self.global_sparsity = global_sparsity
-        self.reset_momentum = reset_momentum
+        self.reset_momentum = check_choice("reset_momentum", reset_momentum, RESET_MOMENTUM)
+        self.dead_channels = check_choice("dead_channels", dead_channels, DEAD_CHANNELS)
         self.names: List[str] = [n for n, _ in select_parameters(model, params)] if enabled and params else []
         self._params: Dict[str, nn.Parameter] = {}
         self.rebind(model)
         self.masks: Optional[Dict[str, torch.Tensor]] = None  # True = kept
-        self._pruned: Dict[str, torch.Tensor] = {}  # ~masks, what the hooks zero
+        # what the hooks multiply by: 1.0 kept, 0.0 zeroed, in each weight's dtype (the
+        # compressed phase's masks, or a dense phase's held-dead channels)
+        self._keep: Dict[str, torch.Tensor] = {}
+        self._reset_all_after_step = False
+        self._stale = StaleMomentum()  # when the weight pass after the step can be skipped
         self.last_masks: Optional[Dict[str, torch.Tensor]] = None  # previous compressed phase
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
@@ -62,7 +102,9 @@ class Sparsifier:
             params=list(cfg.params),
             mask_type=str(cfg.mask_type),
             global_sparsity=bool(cfg.global_sparsity),
-            reset_momentum=bool(cfg.reset_momentum),
+            reset_momentum=cfg.reset_momentum,
+            dead_channels=cfg.dead_channels,
+            min_kept_per_channel=cfg.min_kept_per_channel,
             enabled=cfg.method != "dense",
         )
 
@@ -86,48 +128,79 @@ class Sparsifier:
         if p.phase == "compressed":
             if p.update_masks or self.masks is None:
                 return self._recompute(p)
+            self._stale.maybe_settle(self.optimizer, self._params, self._keep, p.step)
             return None
         if self.masks is not None:
             self._enter_dense_phase()
         return None
 
-    # masked_fill_ with a stored "pruned" mask, not mul_ by the bool mask: mixed-dtype mul_
-    # converts every element and costs ~50x more on CPU (bench/bench_step_overhead.py)
+    # One multiply per weight by a float 0/1 mask, batched with _foreach_mul_ (torch.optim's own
+    # primitive): a bool masked_fill_ costs several times more on CPU (hook_pass_forms_median_s
+    # in bench/results/step_overhead.json). A pruned negative weight becomes -0.0, which is == 0.
     @torch.no_grad()
     def mask_gradients(self) -> None:
-        if self.masks is None:
+        if not self._keep:
             return
-        for n, pruned in self._pruned.items():
-            g = self._params[n].grad
-            if g is not None:
-                g.masked_fill_(pruned, 0)
+        pairs = [(self._params[n].grad, k) for n, k in self._keep.items() if self._params[n].grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [k for _, k in pairs])
 
     @torch.no_grad()
     def apply_masks(self) -> None:
-        if self.masks is None:
-            return
-        for n, pruned in self._pruned.items():
-            self._params[n].masked_fill_(pruned, 0)
+        if self._keep:
+            torch._foreach_mul_([self._params[n] for n in self._keep], list(self._keep.values()))
+
+    @torch.no_grad()
+    def end_step(self) -> None:
+        """After the optimizer step: zero the pruned weights again (unless SGD provably kept
+        them at zero: stale_momentum.py), and do SparseML's all-parameter momentum reset on
+        the first step of a dense phase."""
+        if not self._stale.settled:
+            self.apply_masks()
+        if self._reset_all_after_step:
+            self._reset_all_after_step = False
+            if self.optimizer is not None:
+                for state in self.optimizer.state.values():
+                    buf = state.get("momentum_buffer")
+                    if buf is not None:
+                        buf.zero_()
 
     def _set_masks(self, masks: Optional[Dict[str, torch.Tensor]]) -> None:
         self.masks = masks
-        self._pruned = {} if masks is None else {n: ~m for n, m in masks.items()}
+        self._set_keep(masks or {})
+
+    def _set_keep(self, masks: Dict[str, torch.Tensor]) -> None:
+        self._keep = {n: m.to(self._params[n].dtype) for n, m in masks.items()}
+
+    def _dense_phase_holds(self) -> Dict[str, torch.Tensor]:
+        """With dead_channels=keep_pruned: masks that keep only the channels the last
+        compressed phase pruned whole at zero (only for weights that have such channels)."""
+        if self.dead_channels != "keep_pruned" or self.last_masks is None:
+            return {}
+        holds = {}
+        for n, m in self.last_masks.items():
+            dead = dead_output_channels(m)
+            if m.dim() > 1 and bool(dead.any()):
+                holds[n] = (~dead).view(-1, *([1] * (m.dim() - 1))).expand_as(m).clone()
+        return holds
 
     # --- internals ------------------------------------------------------------------------
 
     @torch.no_grad()
     def _recompute(self, p: StepPlan) -> MaskUpdate:
         weights = [self._params[n].detach() for n in self.names]
+        floor = self.min_kept_per_channel
         if self.global_sparsity:
-            masks = compute_mask(weights, p.sparsity, self.mask_type)
+            masks = compute_mask(weights, p.sparsity, self.mask_type, floor)
         else:
-            masks = [compute_mask(w, p.sparsity, self.mask_type) for w in weights]
+            masks = [compute_mask(w, p.sparsity, self.mask_type, floor) for w in weights]
         # all ranks must hold identical masks: weights are identical under DDP, and the
         # mask functions break ties deterministically, so no broadcast is needed here
         new = dict(zip(self.names, masks))
         reference = self.masks if self.masks is not None else self.last_masks
         self._set_masks(new)
         self.apply_masks()
+        self._stale.start(self.optimizer, self._params, self._keep, p.step)
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
         total = sum(m.numel() for m in new.values())
         kept = sum(int(m.sum().item()) for m in new.values())
@@ -141,13 +214,16 @@ class Sparsifier:
     @torch.no_grad()
     def _enter_dense_phase(self) -> None:
         assert self.masks is not None
-        if self.reset_momentum and self.optimizer is not None:
-            for n, pruned in self._pruned.items():
+        if self.reset_momentum == "pruned" and self.optimizer is not None:
+            for n, m in self.masks.items():
                 buf = self.optimizer.state.get(self._params[n], {}).get("momentum_buffer")
                 if buf is not None:
-                    buf.masked_fill_(pruned, 0)
+                    buf.masked_fill_(~m, 0)
+        self._reset_all_after_step = self.reset_momentum == "all"
+        self._stale.stop()
         self.last_masks = self.masks
         self._set_masks(None)
+        self._set_keep(self._dense_phase_holds())
 
     # --- reporting and checkpoints ---------------------------------------------------------
 
@@ -160,7 +236,11 @@ class Sparsifier:
         def cpu(d):
             return None if d is None else {k: v.cpu() for k, v in d.items()}
 
-        return {"names": list(self.names), "masks": cpu(self.masks), "last_masks": cpu(self.last_masks)}
+        if self._stale.settled and any(bool((self._params[n] * (1 - k)).any()) for n, k in self._keep.items()):
+            # cannot happen with torch.optim.SGD; a checkpoint must never hold a broken mask
+            raise RuntimeError("pruned weights moved while the weight pass was skipped (sparsity/stale_momentum.py)")
+        return {"names": list(self.names), "masks": cpu(self.masks), "last_masks": cpu(self.last_masks),
+                "stale": self._stale.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self._params.values())).device if self._params else torch.device("cpu")
@@ -169,5 +249,8 @@ class Sparsifier:
             return None if d is None else {k: v.to(device) for k, v in d.items()}
 
         self.names = list(state["names"])
-        self._set_masks(dev(state["masks"]))
         self.last_masks = dev(state["last_masks"])
+        self._set_masks(dev(state["masks"]))
+        if self.masks is None:  # in a dense phase: its holds follow from the last masks
+            self._set_keep(self._dense_phase_holds())
+        self._stale.load_state_dict(state.get("stale"))

@@ -2,7 +2,7 @@
 the run measured, so the trainer only gathers the pieces."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -24,6 +24,29 @@ def _top(metrics: Optional[Mapping[str, float]], key: str) -> Optional[float]:
     return metrics[key] if metrics else None
 
 
+def phase_dips(history: Sequence[Sequence[Any]]) -> Dict[str, Optional[float]]:
+    """How far validation top-1 falls inside phases, from the (epoch, phase, top1) history.
+
+    ``dense_phase_dip``: over the dense phases that follow a compressed one, the largest
+    (top-1 at the last evaluation before the phase) - (lowest top-1 evaluated in it).
+    ``compressed_phase_drop``: over compressed phases, the largest (top-1 at the phase's first
+    evaluation) - (lowest later top-1 in it): the noise of a phase at similar lr, without
+    the pruning event itself. None when the history has no such phase."""
+    runs: List[Tuple[str, List[float], Optional[Tuple[str, float]]]] = []  # (phase, top1s, eval before)
+    before: Optional[Tuple[str, float]] = None
+    for _, phase, top1 in history:
+        if runs and runs[-1][0] == phase:
+            runs[-1][1].append(float(top1))
+        else:
+            runs.append((phase, [float(top1)], before))
+        before = (phase, float(top1))
+    # a phase whose every evaluation is above the reference has no dip: 0, not a negative one
+    dense = [max(0.0, prev[1] - min(t)) for phase, t, prev in runs if phase == "dense" and prev and prev[0] == "compressed"]
+    comp = [max(0.0, t[0] - min(t[1:])) for phase, t, _ in runs if phase == "compressed" and len(t) > 1]
+    return {"dense_phase_dip": max(dense) if dense else None,
+            "compressed_phase_drop": max(comp) if comp else None}
+
+
 def build_summary(cfg: Any, results: Any, *, steps: int, epochs: int, int8: Optional[Mapping[str, float]],
                   **measured: Any) -> Dict[str, Any]:
     """``results``: the trainer's Results (final/dense/sparse/qat metrics, history); ``int8``:
@@ -39,6 +62,7 @@ def build_summary(cfg: Any, results: Any, *, steps: int, epochs: int, int8: Opti
         qat_top1=_top(r.qat, "top1"), sparse_int8_top1=_top(int8, "top1"),
         sparsity_target=float(cfg.sparsity.sparsity) if cfg.sparsity.method != "dense" else 0.0,
         resumed_at_steps=list(r.resumed_at_steps),
+        history=[list(h) for h in r.history], **phase_dips(r.history),
     )
     summary.update(measured)
     if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:

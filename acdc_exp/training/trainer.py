@@ -2,7 +2,7 @@
 calls the sparsifier's and quantizer's hooks in a fixed order.
 
     p = plan.at(step); set lr / wd; sparsifier.begin_step(p); quantizer.begin_step(p)
-    forward, backward; sparsifier.mask_gradients(); optimizer.step(); sparsifier.apply_masks()
+    forward, backward; sparsifier.mask_gradients(); optimizer.step(); sparsifier.end_step()
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.plan import Plan, StepPlan
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
+from acdc_exp.training.bn_recalibration import RecentBatches, recalibrate_batchnorm
 from acdc_exp.training.distributed import DistInfo, barrier
 from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.metrics import evaluate, topk_hits
@@ -91,6 +92,7 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
         self.step = 0
         self.results = Results()
+        self.recent = RecentBatches(int(tcfg.bn_recalibration_batches))
         self._stop_requested = False
         self.forward_model = self._wrap(model)
         sparsifier.attach_optimizer(optimizer)
@@ -201,6 +203,10 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
 
     def evaluate(self) -> Dict[str, float]:
+        if len(self.recent) and not self.quantizer.prepared:  # QAT's own schedule freezes BN
+            with self.precision.autocast():
+                recalibrate_batchnorm(self.model, self.recent.batches, lambda x: self._prepare(x.to(self.device)),
+                                      distributed=self.dist.enabled)
         limit = self.cfg.data.limit_val_batches
         return evaluate(self.model, self.data.val_batches(), self._prepare, self.device,
                         precision=self.precision,
@@ -249,7 +255,7 @@ class Trainer:
         self.sparsifier.mask_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.sparsifier.apply_masks()
+        self.sparsifier.end_step()
         # tensors, not numbers: reading them waits for the device, so only logging does
         top1 = topk_hits(logits.detach(), labels, ks=(1,))[0] * (100.0 / labels.numel())
         return {"loss": loss.detach(), "top1": top1}
@@ -271,9 +277,11 @@ class Trainer:
             )
             window_t, window_n = time.time(), 0
             dense_member_evaluated = False
+            self.recent.clear()
             for i, (images, labels) in enumerate(self.data.train_batches(epoch)):
                 if i >= spe:
                     break
+                self.recent.add(images)
                 if epoch == first_epoch and i < skip:
                     continue  # resumed mid-epoch: these batches were trained on before the stop
                 p = self.plan.at(self.step)
