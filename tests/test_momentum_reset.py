@@ -204,3 +204,23 @@ def test_one_pass_after_stale_momentum_settles_keeps_sparseml_weights():
             differ = a != b
             assert bool((b[differ].abs() < tiny).all()), f"step {step}: momentum differs above the subnormal range"
     assert settled_at is not None and 3 < settled_at < 203  # the one-pass mode did engage
+
+
+def test_trainer_run_settles_and_resumes_bit_identically(tmp_path):
+    """Through the trainer: a compressed phase long enough for the stale momentum to settle
+    (momentum 0.1), a stop after it settled, and a resume that lands on the same weights."""
+    from conftest import assert_same_final_weights, load_state, train
+
+    run = ["trainer.epochs=4", "lr_schedule.warmup_epochs=0.5", "optimizer.momentum=0.1", "sparsity.sparsity=0.8",
+           "sparsity.phases=[{start_epoch: 0, end_epoch: 1, phase: dense}, {start_epoch: 1, end_epoch: 4, phase: compressed}]"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(run, full)
+    final = load_state(full / "checkpoints" / "final.pt")
+    assert final["sparsifier"]["stale"]["settled"]  # the one-pass hooks were in use at the end
+    spe = final["step"] // 4
+    stopped = train(run + [f"trainer.max_steps={3 * spe + spe // 2}"], part)
+    assert stopped["interrupted"] and load_state(part / "checkpoints" / "last.pt")["sparsifier"]["stale"]["settled"]
+    train(run + ["trainer.resume=auto"], part)
+    assert_same_final_weights(full, part)
+    for name, mask in final["sparsifier"]["masks"].items():
+        assert not bool(final["model"][name][~mask].any())  # exact zeros with one pass
