@@ -196,7 +196,7 @@ def main() -> None:
     # the first compressed step computes the masks; until the pruned entries' stale momentum
     # has decayed (sparsity/stale_momentum.py) the hooks make two passes
     first_masked = masked.step(recompute)
-    settle_steps = sparsifier._stale.check_at
+    settle_steps = sparsifier.stale_momentum.check_at
     for _ in range(args.warmup):
         dense.step()
         masked.step(keep)
@@ -220,7 +220,7 @@ def main() -> None:
                   f"{statistics.mean(got['m']):.3f}s ({_pct(rs[-1], 1.0):+.2f}%)", flush=True)
         return d_t, m_t, rs
 
-    assert not sparsifier._stale.settled
+    assert not sparsifier.stale_momentum.settled
     two_pass_dense, two_pass_masked, _ = abba("two passes (phase start)")
     two_pass_hooks = statistics.median(masked.hook_times)
     hooks_two_pass_alone = _median_time(lambda: (sparsifier.mask_gradients(), sparsifier.end_step()), 20)
@@ -233,7 +233,7 @@ def main() -> None:
             buf = masked.opt.state[named_params[n]]["momentum_buffer"]
             buf.mul_(torch.where(m, 1.0, momentum ** settle_steps))
     sparsifier.begin_step(_step_plan(False, sparsity, step=settle_steps))
-    assert sparsifier._stale.settled
+    assert sparsifier.stale_momentum.settled
     dense_t, masked_t, ratios = abba("one pass (settled)")
     dense_cpu, masked_cpu = list(dense.cpu_times), list(masked.cpu_times)
     hook_med = statistics.median(masked.hook_times)

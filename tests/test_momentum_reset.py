@@ -198,7 +198,7 @@ def test_one_pass_after_stale_momentum_settles_keeps_sparseml_weights():
     for step, (phase, update) in enumerate(steps):
         # a slowly changing batch keeps the gradients alive
         lockstep(step, phase, update, x + 0.01 * step, y, (model, opt, sp), (ref_model, ref_opt, ref))
-        if settled_at is None and sp._stale.settled:
+        if settled_at is None and sp.stale_momentum.settled:
             settled_at = step
         for a, b in zip(buffers(opt), buffers(ref_opt)):
             differ = a != b

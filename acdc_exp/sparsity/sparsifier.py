@@ -91,7 +91,7 @@ class Sparsifier:
         # compressed phase's masks, or a dense phase's held-dead channels)
         self._keep: Dict[str, torch.Tensor] = {}
         self._reset_all_after_step = False
-        self._stale = StaleMomentum()  # when the weight pass after the step can be skipped
+        self.stale_momentum = StaleMomentum()  # when the weight pass after the step can be skipped
         self.last_masks: Optional[Dict[str, torch.Tensor]] = None  # previous compressed phase
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
@@ -128,7 +128,7 @@ class Sparsifier:
         if p.phase == "compressed":
             if p.update_masks or self.masks is None:
                 return self._recompute(p)
-            self._stale.maybe_settle(self.optimizer, self._params, self._keep, p.step)
+            self.stale_momentum.maybe_settle(self.optimizer, self._params, self._keep, p.step)
             return None
         if self.masks is not None:
             self._enter_dense_phase()
@@ -155,7 +155,7 @@ class Sparsifier:
         """After the optimizer step: zero the pruned weights again (unless SGD provably kept
         them at zero: stale_momentum.py), and do SparseML's all-parameter momentum reset on
         the first step of a dense phase."""
-        if not self._stale.settled:
+        if not self.stale_momentum.settled:
             self.apply_masks()
         if self._reset_all_after_step:
             self._reset_all_after_step = False
@@ -200,7 +200,7 @@ class Sparsifier:
         reference = self.masks if self.masks is not None else self.last_masks
         self._set_masks(new)
         self.apply_masks()
-        self._stale.start(self.optimizer, self._params, self._keep, p.step)
+        self.stale_momentum.start(self.optimizer, self._params, self._keep, p.step)
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
         total = sum(m.numel() for m in new.values())
         kept = sum(int(m.sum().item()) for m in new.values())
@@ -220,7 +220,7 @@ class Sparsifier:
                 if buf is not None:
                     buf.masked_fill_(~m, 0)
         self._reset_all_after_step = self.reset_momentum == "all"
-        self._stale.stop()
+        self.stale_momentum.stop()
         self.last_masks = self.masks
         self._set_masks(None)
         self._set_keep(self._dense_phase_holds())
@@ -236,11 +236,11 @@ class Sparsifier:
         def cpu(d):
             return None if d is None else {k: v.cpu() for k, v in d.items()}
 
-        if self._stale.settled and any(bool((self._params[n] * (1 - k)).any()) for n, k in self._keep.items()):
+        if self.stale_momentum.settled and any(bool((self._params[n] * (1 - k)).any()) for n, k in self._keep.items()):
             # cannot happen with torch.optim.SGD; a checkpoint must never hold a broken mask
             raise RuntimeError("pruned weights moved while the weight pass was skipped (sparsity/stale_momentum.py)")
         return {"names": list(self.names), "masks": cpu(self.masks), "last_masks": cpu(self.last_masks),
-                "stale": self._stale.state_dict()}
+                "stale": self.stale_momentum.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self._params.values())).device if self._params else torch.device("cpu")
@@ -253,4 +253,4 @@ class Sparsifier:
         self._set_masks(dev(state["masks"]))
         if self.masks is None:  # in a dense phase: its holds follow from the last masks
             self._set_keep(self._dense_phase_holds())
-        self._stale.load_state_dict(state.get("stale"))
+        self.stale_momentum.load_state_dict(state.get("stale"))
