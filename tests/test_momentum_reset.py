@@ -26,12 +26,15 @@ def plan(step: int, phase: str, update: bool) -> StepPlan:
                     qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
 
 
+def sgd(model: nn.Module, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=1e-2)
+
+
 def model_and_optimizer():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
                           nn.Linear(8 * 4 * 4, 4))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)
-    return model, opt
+    return model, sgd(model)
 
 
 def batches(n: int):
@@ -120,8 +123,8 @@ def buffers(opt: torch.optim.Optimizer) -> List[torch.Tensor]:
 
 def test_reset_all_matches_sparseml_at_every_step():
     model, opt = model_and_optimizer()
-    ref_model, ref_opt = copy.deepcopy(model), None
-    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)
+    ref_model = copy.deepcopy(model)
+    ref_opt = sgd(ref_model)
     sp = Sparsifier(model, params=PRUNED, reset_momentum="all")
     sp.attach_optimizer(opt)
     ref = SparseMLReference(ref_model, ref_opt)
@@ -186,8 +189,8 @@ def test_one_pass_after_stale_momentum_settles_keeps_sparseml_weights():
     steps = [("dense", False)] * 2 + [("compressed", True)] + [("compressed", False)] * 200 + [("dense", False)] * 3
     model, _ = model_and_optimizer()
     ref_model = copy.deepcopy(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5, weight_decay=1e-2)
-    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.05, momentum=0.5, weight_decay=1e-2)
+    opt = sgd(model, momentum=0.5, nesterov=False)
+    ref_opt = sgd(ref_model, momentum=0.5, nesterov=False)
     sp = Sparsifier(model, params=PRUNED, reset_momentum="all")
     sp.attach_optimizer(opt)
     ref = SparseMLReference(ref_model, ref_opt)

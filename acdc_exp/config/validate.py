@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.sparsity.masks import check_sparsity
-from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_choice
+from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_choice, check_count
 
 DEVICES = ("auto", "cpu", "cuda")
 MASK_TYPES = ("unstructured", "block4")
@@ -57,7 +57,6 @@ def validate(cfg) -> None:
         check_sparsity(float(s.sparsity), s.mask_type)  # N:M fixes sparsity at 1 - N/M
     check_choice("reset_momentum", s.reset_momentum, RESET_MOMENTUM)
     check_choice("dead_channels", s.dead_channels, DEAD_CHANNELS)
-    if s.min_kept_per_channel < 0:
-        raise ConfigError(f"sparsity.min_kept_per_channel={s.min_kept_per_channel} is negative; allowed: an integer >= 0")
+    check_count("min_kept_per_channel", s.min_kept_per_channel)
     if q.enabled and q.num_bits != 8:
         raise ConfigError(f"quantization.num_bits={q.num_bits} is not supported; allowed: 8")

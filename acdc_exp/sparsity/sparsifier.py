@@ -58,6 +58,13 @@ def check_choice(key: str, value: object, allowed: tuple) -> str:
     return value
 
 
+def check_count(key: str, value: object) -> int:
+    """One line for a count that must be an integer >= 0 (config and constructor share it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"sparsity.{key}={value!r} is not allowed; allowed: an integer >= 0")
+    return value
+
+
 def dead_output_channels(mask: torch.Tensor) -> torch.Tensor:
     """Bool per output channel (dim 0): True where the mask prunes the whole channel."""
     return ~mask.reshape(mask.shape[0], -1).any(dim=1)
@@ -76,9 +83,7 @@ class Sparsifier:
         min_kept_per_channel: int = 0,
         enabled: bool = True,
     ) -> None:
-        if not isinstance(min_kept_per_channel, int) or min_kept_per_channel < 0:
-            raise ConfigError(f"sparsity.min_kept_per_channel={min_kept_per_channel!r} is not allowed; allowed: an integer >= 0")
-        self.min_kept_per_channel = min_kept_per_channel
+        self.min_kept_per_channel = check_count("min_kept_per_channel", min_kept_per_channel)
         self.mask_type = mask_type
         self.global_sparsity = global_sparsity
         self.reset_momentum = check_choice("reset_momentum", reset_momentum, RESET_MOMENTUM)
