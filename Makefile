@@ -1,6 +1,7 @@
 # The two commands of the README. Each sets everything up on a fresh Debian machine first.
 #   make demo   - set up, then run the embedded default (AC/DC on digits through FFCV)
 #   make test   - set up (with the local SLURM cluster), then run the whole test suite
+#   make deepsparse - optional: DeepSparse 1.8 in its own venv (.venv-deepsparse) for speed reports
 #   make lock   - re-resolve requirements/lock.txt from pyproject.toml + requirements/pins.txt
 SHELL := /bin/bash
 VENV ?= .venv
@@ -8,7 +9,7 @@ UV_VERSION ?= 0.13.9
 # make lock LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS="--upgrade-package onnxruntime"
 LOCK_FLAGS ?=
 
-.PHONY: demo test setup setup-test slurm-up lock
+.PHONY: demo test setup setup-test slurm-up deepsparse lock
 
 setup:
 	bash scripts/setup.sh
@@ -19,10 +20,14 @@ setup-test:
 slurm-up: setup-test
 	bash scripts/slurm_local.sh up
 
+# the test suite covers the DeepSparse path, so `make test` sets it up too
+deepsparse:
+	bash scripts/setup_deepsparse.sh
+
 demo: setup
 	$(VENV)/bin/acdc-train
 
-test: slurm-up
+test: slurm-up deepsparse
 	$(VENV)/bin/python -m pytest -ra
 
 # Exact versions of every package the project installs, for Linux x86_64 / CPython 3.11 (the

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
-from acdc_exp.quantization.export import export_member, torch_layer_sparsity
+from acdc_exp.quantization.export import PER_CHANNEL_NOTE, export_member, torch_layer_sparsity
 from acdc_exp.quantization.onnx_check import ort_session
 from acdc_exp.quantization.onnx_graph import initializers, producers
 from acdc_exp.quantization.qat import QATController
@@ -81,6 +81,8 @@ def test_quantized_export_agrees_with_torch_int8_and_keeps_zeros(tmp_path, fmt, 
                 assert consts[node.input[3]].dtype == np.int8
                 if per_channel:
                     assert consts[node.input[4]].shape == (consts[node.input[3]].shape[0],)
+        # DeepSparse 1.8 runs per-channel QLinearConv densely: the report says so
+        assert q.notes == ([PER_CHANNEL_NOTE] if per_channel else [])
     else:
         assert ops["Conv"] == n_convs and ops["QLinearConv"] == 0
         for node in proto.graph.node:
