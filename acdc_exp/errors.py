@@ -15,3 +15,10 @@ class DataError(AcdcError):
 
 class CheckpointError(AcdcError):
     """A checkpoint is missing, corrupt or does not fit the model."""
+
+
+def check_choice(name: str, value: object, allowed: "tuple[str, ...] | list[str]") -> str:
+    """``value`` if it is one of ``allowed``, else one line naming the value and the choices."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
+    return value

@@ -55,7 +55,7 @@ def train(overrides: list[str], run_dir: Path) -> dict:
     from omegaconf import open_dict
 
     from acdc_exp.config.compose import compose_config, finalize
-    from acdc_exp.training.run import run_training
+    from acdc_exp.runs.train import run_training
 
     cfg = finalize(compose_config(small_overrides() + list(overrides)))
     with open_dict(cfg):

@@ -20,7 +20,7 @@ from acdc_exp.quantization.compare import compare_int8_to_fake_quant
 def finished_run(run: str) -> dict:
     from acdc_exp.config.compose import compose_config
     from acdc_exp.data import build_data
-    from acdc_exp.quantization.restore import load_member
+    from acdc_exp.runs.members import load_member
 
     qat, _, config = load_member(run, "final")
     int8, _, _ = load_member(run, "int8")

@@ -15,6 +15,27 @@ CONFIGS = Path(config_dir())
 GROUPS = ["model", "data", "optimizer", "lr_schedule", "sparsity", "quantization", "logger", "trainer", "paths"]
 
 
+def _literal_values(tree, prefix: tuple = ()) -> dict:
+    """{key path: value} for every leaf that is not an interpolation or a Hydra directive."""
+    out: dict = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key != "defaults" and not str(key).startswith("_"):
+                out.update(_literal_values(value, prefix + (key,)))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            out.update(_literal_values(value, prefix + (i,)))
+    elif not (isinstance(tree, str) and "${" in tree):
+        out[prefix] = tree
+    return out
+
+
+def _get(tree, path: tuple):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
@@ -27,7 +48,11 @@ def test_every_group_option_composes(group):
         cfg = compose_config([f"{group}={opt}"])
         # resolve everything except the run dir, which only exists inside a Hydra run
         container = OmegaConf.to_container(cfg[group], resolve=group != "paths")
-        assert container is not None
+        # every literal value the option's YAML sets is what the composed config holds
+        yaml = OmegaConf.to_container(OmegaConf.load(CONFIGS / group / f"{opt}.yaml"), resolve=False)
+        assert set(yaml) - {"defaults"} <= set(container), (group, opt)
+        for path, value in _literal_values(yaml).items():
+            assert _get(container, path) == value, (group, opt, path)
         finalize(cfg)
 
 

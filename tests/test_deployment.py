@@ -24,7 +24,7 @@ from acdc_exp.quantization.export import export_member
 from acdc_exp.quantization.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.quantization.onnx_check import ort_session
 from acdc_exp.speed.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
-from acdc_exp.training.run import run_training
+from acdc_exp.runs.train import run_training
 from conftest import cli
 from test_export import pruned, qat
 
@@ -162,9 +162,9 @@ def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):
 
 @needs_deepsparse
 def test_deepsparse_int8_top1_matches_torch_int8_on_digits(qat_run, tmp_path):
-    from acdc_exp.cli.export import _val_images
+    from acdc_exp.runs.export import val_images as _val_images
     from acdc_exp.quantization.qat import convert_to_int8
-    from acdc_exp.quantization.restore import load_member
+    from acdc_exp.runs.members import load_member
 
     run_dir, summary = qat_run
     model, _, config = load_member(str(run_dir / "checkpoints" / "final.pt"), "final")
@@ -183,7 +183,7 @@ def test_deepsparse_int8_top1_matches_torch_int8_on_digits(qat_run, tmp_path):
 
 
 def _val_labels(config) -> np.ndarray:
-    from acdc_exp.cli.evaluate import _compose
+    from acdc_exp.runs.evaluate import compose_for_member as _compose
     from acdc_exp.data import build_data
 
     cfg = _compose([], config)

@@ -107,7 +107,12 @@ def test_torchvision_resnet_with_maxpool_exports_to_qoperator(tmp_path):
     assert sum(1 for r in q.layers if r["op"] == "QLinearConv") == 20
     layer = rows(q)["layer4.1.conv2"]
     assert layer["sparsity"] >= 0.85 - 1e-3
-    assert torch_layer_sparsity(model)  # float names resolve too
+    # float names resolve too, with the model's own zero fractions
+    params = dict(model.named_parameters())
+    by_layer = torch_layer_sparsity(model)
+    for name in sp.names:
+        w = params[name]
+        assert by_layer[name.rsplit(".", 1)[0]] == pytest.approx(int((w == 0).sum()) / w.numel(), abs=1e-12)
 
 
 def _fake_run(tmp_path, prepared: bool):

@@ -30,10 +30,10 @@ def qat_run(tmp_path_factory):
 
 
 def test_qat_keeps_top1_of_the_sparse_float_model(qat_run):
-    from acdc_exp.cli.evaluate import _compose
+    from acdc_exp.runs.evaluate import compose_for_member as _compose
     from acdc_exp.data import build_data
     from acdc_exp.quantization.float_view import float_view
-    from acdc_exp.quantization.restore import load_member
+    from acdc_exp.runs.members import load_member
     from acdc_exp.training.metrics import evaluate
 
     run_dir, s = qat_run
@@ -80,7 +80,7 @@ def test_saved_qat_state_keeps_masks_and_frozen_observers(qat_run):
 
 
 def test_acdc_eval_reproduces_the_run_metrics(qat_run):
-    from acdc_exp.cli.evaluate import evaluate_checkpoint
+    from acdc_exp.runs.evaluate import evaluate_checkpoint
 
     run_dir, s = qat_run
     int8 = evaluate_checkpoint(str(run_dir), "int8")
@@ -95,7 +95,7 @@ def test_acdc_eval_reproduces_the_run_metrics(qat_run):
 
 
 def test_acdc_export_of_the_run_agrees_on_real_images(qat_run, tmp_path):
-    from acdc_exp.cli.export import run_export
+    from acdc_exp.runs.export import run_export
 
     run_dir, _ = qat_run
     report = run_export(str(run_dir), member="final", out=str(tmp_path), batch=64, inputs="val")

@@ -17,7 +17,7 @@ from acdc_exp.config.compose import compose_config, finalize
 from acdc_exp.loggers.wandb_logger import layer_key
 from acdc_exp.loggers.wandb_reader import read_run
 from acdc_exp.plan import Plan
-from acdc_exp.training.run import run_training
+from acdc_exp.runs.train import run_training
 
 SPE = 3  # steps per epoch (data.limit_train_batches)
 EPOCHS = 6

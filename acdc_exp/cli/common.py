@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, List, NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
+from acdc_exp.config.compose import hydra_error_line
 from acdc_exp.errors import AcdcError
 
 # flags after which argv is not a plain list of overrides (hydra options, multirun, help)
@@ -14,20 +15,6 @@ def die(prog: str, message: str, code: int = 2) -> NoReturn:
     first = " ".join(str(message).split())  # keep it to one line
     print(f"{prog}: error: {first}", file=sys.stderr)
     sys.exit(code)
-
-
-def hydra_error_line(exc: BaseException) -> str:
-    """Condense Hydra/OmegaConf's multi-line composition errors into one line."""
-    parts: List[str] = []
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and len(parts) < 3:
-        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if line not in seen and not line.startswith("To append"):
-            parts.append(line)
-            seen.add(line)
-        e = e.__cause__ or e.__context__
-    return " | ".join(parts)
 
 
 def plain_overrides(argv: Sequence[str]) -> bool:

@@ -14,89 +14,14 @@ weights are exact zeros, which compress.
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
-from acdc_exp.cli.common import guarded, hydra_error_line
-from acdc_exp.cli.kvargs import choice, split_args
-from acdc_exp.errors import AcdcError, ConfigError
+from acdc_exp.cli.common import guarded
+from acdc_exp.cli.kvargs import split_args
+from acdc_exp.errors import ConfigError
 
 PROG = "acdc-eval"
 KEYS = ("checkpoint", "member")
-
-
-def state_dict_size(state: Dict[str, Any]) -> Dict[str, int]:
-    """Bytes of ``torch.save(state)``, raw and gzip'ed (level 6)."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    raw = buf.getvalue()
-    return {"raw_bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=6))}
-
-
-def _group_override(overrides: Sequence[str]) -> bool:
-    """True when ``data=NAME`` picks another data config group."""
-    return any(o.lstrip("+").split("=", 1)[0] == "data" for o in overrides)
-
-
-def _compose(overrides: List[str], saved: Dict[str, Any]):
-    """The train config for evaluation: composed with ``overrides``; its data config is the
-    run's own (from the checkpoint) with ``data.*`` overrides on top, unless ``data=NAME``
-    names another group."""
-    from omegaconf import OmegaConf, open_dict
-
-    from acdc_exp.config.compose import compose_config
-
-    try:
-        cfg = compose_config(overrides)
-    except AcdcError:
-        raise
-    except Exception as exc:  # Hydra composition errors, condensed to one line
-        raise ConfigError(hydra_error_line(exc)) from None
-    if not _group_override(overrides) and "data" in saved:
-        fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
-        with open_dict(cfg):
-            cfg.data = OmegaConf.merge(cfg.data, saved["data"], fields.get("data", {}))
-    return cfg
-
-
-def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Evaluate one member; returns metrics, sizes and what was evaluated."""
-    import torch
-
-    from acdc_exp.data import build_data
-    from acdc_exp.quantization.float_view import is_prepared
-    from acdc_exp.quantization.restore import MEMBERS, load_member, member_path
-    from acdc_exp.training.metrics import evaluate
-    from acdc_exp.training.run import resolve_device
-
-    choice("member", member, MEMBERS)
-    path = member_path(checkpoint, member)
-    model, state, saved = load_member(str(path), member)
-    cfg = _compose(list(overrides or []), saved)
-    int8 = any(getattr(v, "is_quantized", False) for v in state["model"].values())
-    kind = "int8" if int8 else ("fake-quant (QAT)" if is_prepared(model) else "float")
-    device = torch.device("cpu") if int8 else resolve_device(str(cfg.trainer.device))
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    classes = int(saved["model"].get("num_classes", cfg.data.num_classes))
-    if int(cfg.data.num_classes) != classes:
-        raise ConfigError(f"data.num_classes={cfg.data.num_classes} but the checkpoint's model has {classes} classes")
-    data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=device, seed=int(cfg.seed))
-    model = model.to(device)
-    metrics = evaluate(model, data.val_batches(), data.prepare, device, limit=cfg.data.limit_val_batches)
-    return {
-        "checkpoint": str(path),
-        "member": member,
-        "kind": kind,
-        "data": str(cfg.data.name),
-        "device": str(device),
-        **metrics,
-        "size": state_dict_size(state["model"]),
-        "file_bytes": path.stat().st_size,
-    }
 
 
 def format_result(r: Dict[str, Any]) -> str:
@@ -116,6 +41,8 @@ def main(argv: List[str] | None = None) -> None:
     ns = parser.parse_args(argv)
 
     def go() -> Dict[str, Any]:
+        from acdc_exp.runs.evaluate import evaluate_checkpoint
+
         opts, rest = split_args(ns.args, KEYS)
         if "checkpoint" not in opts:
             raise ConfigError("checkpoint= is required (a run dir or a .pt file)")

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import List
 
-from acdc_exp.cli.common import die, guarded, hydra_error_line
+from acdc_exp.cli.common import die, guarded
+from acdc_exp.config.compose import hydra_error_line
 from acdc_exp.config.compose import compose_config, finalize
 from acdc_exp.plan import Plan
 

@@ -43,7 +43,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
 
 
 def _task(cfg: DictConfig) -> Dict[str, Any]:
-    from acdc_exp.training.run import run_training
+    from acdc_exp.runs.train import run_training
 
     def go():
         overrides = list(HydraConfig.get().overrides.task)

@@ -39,3 +39,17 @@ def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> Dict
         cfg = apply_recipe(cfg, list(cli_overrides or []))
     validate(cfg)
     return cfg
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Condense Hydra/OmegaConf's multi-line composition errors into one line."""
+    parts: List[str] = []
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and len(parts) < 3:
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if line not in seen and not line.startswith("To append"):
+            parts.append(line)
+            seen.add(line)
+        e = e.__cause__ or e.__context__
+    return " | ".join(parts)

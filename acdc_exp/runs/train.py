@@ -1,62 +1,29 @@
 """Assemble a run from the composed config: model, data, optimizer, plan, hooks, logger."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from acdc_exp.errors import ConfigError
 from acdc_exp.launch.preemption import PreemptionGuard
 from acdc_exp.loggers import build_logger
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
+from acdc_exp.runs.export import run_export
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
 from acdc_exp.training.precision import channels_last_on, configure_determinism
+from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """``cfg`` is OptimizerConfig. BN and bias parameters go to a no-decay group on request;
-    the group's ``decay`` flag tells the trainer whether the plan's weight decay applies."""
-    decay: List[nn.Parameter] = []
-    no_decay: List[nn.Parameter] = []
-    for _, p in model.named_parameters():
-        (no_decay if (p.ndim <= 1 and not cfg.decay_bn_and_bias) else decay).append(p)
-    groups = [{"params": decay, "decay": True}]
-    if no_decay:
-        groups.append({"params": no_decay, "decay": False, "weight_decay": 0.0})
-    kwargs = OmegaConf.to_container(cfg, resolve=True)
-    kwargs.pop("decay_bn_and_bias")
-    target = kwargs.pop("_target_")
-    return get_class(target)(groups, **kwargs)
 
 
 def export_onnx(run_dir: Path) -> Dict[str, Any]:
     """ONNX files of the run's pair (dense FP32, sparse FP32 / int8), checked in onnxruntime."""
-    from acdc_exp.cli.export import run_export
-
     return run_export(str(run_dir))
 
 

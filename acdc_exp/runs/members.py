@@ -40,7 +40,7 @@ def _config_of(state: Dict[str, Any], path: Path) -> Dict[str, Any]:
     cfg = state.get("config")
     if isinstance(cfg, dict) and "model" in cfg:
         return cfg
-    sibling = path.parent / "final.pt"  # final_int8.pt stores no config
+    sibling = path.parent / _FILES["final"]  # the int8 member stores no config
     if sibling.is_file() and sibling != path:
         with quiet_ao():
             cfg = ckpt.load(sibling).get("config")

@@ -1,0 +1,88 @@
+"""Evaluate a saved member of a run: top-1/top-5 on the validation set and its size on disk.
+
+The architecture comes from the config saved in the checkpoint; the data is the run's own
+data config unless ``data=...``/``data.*=...`` overrides are given (any other Hydra override
+of the train config also applies). Size on disk is the member's state dict as torch.save
+writes it, raw and gzip'ed: pruned weights are exact zeros, which compress.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from typing import Any, Dict, List, Optional, Sequence
+
+from acdc_exp.config.compose import hydra_error_line
+from acdc_exp.errors import AcdcError, ConfigError, check_choice
+
+
+def state_dict_size(state: Dict[str, Any]) -> Dict[str, int]:
+    """Bytes of ``torch.save(state)``, raw and gzip'ed (level 6)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    raw = buf.getvalue()
+    return {"raw_bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=6))}
+
+
+def _group_override(overrides: Sequence[str]) -> bool:
+    """True when ``data=NAME`` picks another data config group."""
+    return any(o.lstrip("+").split("=", 1)[0] == "data" for o in overrides)
+
+
+def compose_for_member(overrides: List[str], saved: Dict[str, Any]):
+    """The train config for evaluation: composed with ``overrides``; its data config is the
+    run's own (from the checkpoint) with ``data.*`` overrides on top, unless ``data=NAME``
+    names another group."""
+    from omegaconf import OmegaConf, open_dict
+
+    from acdc_exp.config.compose import compose_config
+
+    try:
+        cfg = compose_config(overrides)
+    except AcdcError:
+        raise
+    except Exception as exc:  # Hydra composition errors, condensed to one line
+        raise ConfigError(hydra_error_line(exc)) from None
+    if not _group_override(overrides) and "data" in saved:
+        fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
+        with open_dict(cfg):
+            cfg.data = OmegaConf.merge(cfg.data, saved["data"], fields.get("data", {}))
+    return cfg
+
+
+def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Evaluate one member; returns metrics, sizes and what was evaluated."""
+    import torch
+
+    from acdc_exp.data import build_data
+    from acdc_exp.quantization.float_view import is_prepared
+    from acdc_exp.runs.members import MEMBERS, load_member, member_path
+    from acdc_exp.training.metrics import evaluate
+    from acdc_exp.training.setup import resolve_device
+
+    check_choice("member", member, MEMBERS)
+    path = member_path(checkpoint, member)
+    model, state, saved = load_member(str(path), member)
+    cfg = compose_for_member(list(overrides or []), saved)
+    int8 = any(getattr(v, "is_quantized", False) for v in state["model"].values())
+    kind = "int8" if int8 else ("fake-quant (QAT)" if is_prepared(model) else "float")
+    device = torch.device("cpu") if int8 else resolve_device(str(cfg.trainer.device))
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    classes = int(saved["model"].get("num_classes", cfg.data.num_classes))
+    if int(cfg.data.num_classes) != classes:
+        raise ConfigError(f"data.num_classes={cfg.data.num_classes} but the checkpoint's model has {classes} classes")
+    data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=device, seed=int(cfg.seed))
+    model = model.to(device)
+    metrics = evaluate(model, data.val_batches(), data.prepare, device, limit=cfg.data.limit_val_batches)
+    return {
+        "checkpoint": str(path),
+        "member": member,
+        "kind": kind,
+        "data": str(cfg.data.name),
+        "device": str(device),
+        **metrics,
+        "size": state_dict_size(state["model"]),
+        "file_bytes": path.stat().st_size,
+    }

@@ -1,0 +1,130 @@
+"""Export a finished run's members to ONNX, check each file in onnxruntime, and optionally
+time them (the speed report). ``acdc-export`` and the end of training (``trainer.export_onnx``)
+both call ``run_export``.
+
+Opsets and IR versions: by default FP32 files get opset 18 and int8 files opset 13, each with the
+lowest IR version its opset needs, so every file loads in onnxruntime and in DeepSparse 1.8
+(``quantization.onnx_compat``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from acdc_exp.errors import CheckpointError, check_choice
+
+if TYPE_CHECKING:  # torch-heavy modules load only when an export runs
+    from acdc_exp.quantization.export import ExportedFile
+    from acdc_exp.quantization.onnx_compat import OnnxVersions
+    from acdc_exp.speed.report import BenchSettings
+
+INPUT_CHOICES = ("random", "val")
+MEMBER_CHOICES = ("all", "dense", "final")
+
+
+def val_images(config: Dict[str, Any], n: int):
+    """The first ``n`` validation images of the run's data, normalized as the model saw them."""
+    import torch
+
+    from acdc_exp.data import build_data
+    from acdc_exp.runs.evaluate import compose_for_member
+
+    cfg = compose_for_member([], config)
+    data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=torch.device("cpu"), seed=int(cfg.seed))
+    chunks, have = [], 0
+    with contextlib.closing(iter(data.val_batches())) as batches:  # stop the loader now
+        for images, _ in batches:
+            chunks.append(data.prepare(images))
+            have += images.shape[0]
+            if have >= n:
+                break
+    return torch.cat(chunks)[:n]
+
+
+def run_export(
+    checkpoint: str, *, member: str = "all", fmt: str = "qdq", out: str | None = None, batch: int = 8, seed: int = 0,
+    inputs: str = "random", versions: Optional["OnnxVersions"] = None, benchmark: Optional["BenchSettings"] = None,
+) -> Dict[str, Any]:
+    """Export and verify; returns the report (also written to <out>/export_report.json).
+    ``versions``: an ``OnnxVersions``; ``benchmark``: ``BenchSettings`` to time the files."""
+    import torch
+
+    from acdc_exp.quantization.export import FORMATS, export_member, format_table, warm_dynamo_exporter
+    from acdc_exp.quantization.onnx_compat import OnnxVersions
+    from acdc_exp.runs.members import load_member, member_path
+
+    versions = (versions or OnnxVersions()).check()
+    if benchmark is not None:
+        benchmark.check()  # bad settings fail before minutes of export
+
+    check_choice("member", member, MEMBER_CHOICES)
+    check_choice("format", fmt, FORMATS)
+    check_choice("inputs", inputs, INPUT_CHOICES)
+    src = Path(checkpoint)
+    if src.is_file():
+        targets = {src.stem if src.stem in ("dense", "final") else "final": str(src)}
+        run_dir = src.parent.parent if src.parent.name == "checkpoints" else src.parent
+    else:
+        if not src.exists():
+            raise CheckpointError(f"checkpoint={checkpoint!r} does not exist (give a run dir or a .pt file)")
+        names = ["dense", "final"] if member == "all" else [member]
+        targets = {}
+        for name in names:
+            try:
+                targets[name] = str(member_path(checkpoint, name))
+            except CheckpointError:
+                if member != "all":
+                    raise
+        if not targets:
+            raise CheckpointError(f"checkpoint={checkpoint!r} has no dense.pt or final.pt under checkpoints/")
+        run_dir = src
+    out_dir = Path(out) if out else run_dir / "export"
+    warm_dynamo_exporter()  # before data loaders run (see its docstring)
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    files = []
+    config: Dict[str, Any] = {}
+    res = 224
+    for name, path in targets.items():
+        model, _, config = load_member(path, "final" if name == "final" else name)
+        res = int(config.get("data", {}).get("val_res", 224))
+        backend = str(config.get("quantization", {}).get("backend", "x86"))
+        images = val_images(config, batch) if inputs == "val" else None
+        files += export_member(model, name, out_dir, res=res, fmt=fmt, backend=backend, batch=batch, seed=seed, inputs=images,
+                               versions=versions)
+    report = {
+        "checkpoint": str(checkpoint),
+        "format": fmt,
+        "inputs": inputs,
+        "files": [f.as_dict() for f in files],
+        "all_ok": all(f.agreement.ok and f.agreement.dynamic_batch_ok for f in files),
+    }
+    (out_dir / "export_report.json").write_text(json.dumps(report, indent=2))
+    report["table"] = format_table(files)
+    report["out_dir"] = str(out_dir)
+    if benchmark is not None:
+        report["speed"] = _benchmark(files, benchmark, res=res, out_dir=out_dir, run_dir=run_dir, config=config)
+    return report
+
+
+def _benchmark(
+    files: List["ExportedFile"], settings: "BenchSettings", *, res: int, out_dir: Path, run_dir: Path, config: Dict[str, Any],
+) -> Dict[str, Any]:
+    """Time the exported files (see the module docstring); W&B when the run logged there."""
+    import dataclasses
+
+    from acdc_exp.speed.report import BenchFile, format_speed_table, speed_report
+    from acdc_exp.speed.wandb_report import log_speed_report
+
+    settings = dataclasses.replace(settings, res=res)
+    speed = speed_report([BenchFile(f.member, f.kind, f.path) for f in files], settings)
+    (out_dir / "speed_report.json").write_text(json.dumps(speed, indent=2))
+    summary_path = run_dir / "summary.json"
+    run_id = json.loads(summary_path.read_text()).get("wandb_run_id") if summary_path.is_file() else None
+    logger_cfg = config.get("logger", {})
+    speed["wandb"] = None
+    if run_id and logger_cfg.get("kind") == "wandb":
+        speed["wandb"] = {"run_id": run_id, "sync_file": log_speed_report(speed, run_dir=run_dir, run_id=run_id, logger_cfg=logger_cfg)}
+    speed["table"] = format_speed_table(speed)
+    return speed

@@ -1,0 +1,43 @@
+"""Pieces a training run is built from: the device, the seeds, the optimizer."""
+from __future__ import annotations
+
+import random
+from typing import List
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from torch import nn
+
+from acdc_exp.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """``cfg`` is OptimizerConfig. BN and bias parameters go to a no-decay group on request;
+    the group's ``decay`` flag tells the trainer whether the plan's weight decay applies."""
+    decay: List[nn.Parameter] = []
+    no_decay: List[nn.Parameter] = []
+    for _, p in model.named_parameters():
+        (no_decay if (p.ndim <= 1 and not cfg.decay_bn_and_bias) else decay).append(p)
+    groups = [{"params": decay, "decay": True}]
+    if no_decay:
+        groups.append({"params": no_decay, "decay": False, "weight_decay": 0.0})
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    kwargs.pop("decay_bn_and_bias")
+    target = kwargs.pop("_target_")
+    return get_class(target)(groups, **kwargs)

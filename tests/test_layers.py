@@ -1,0 +1,71 @@
+"""The package's layers import downward only: no cycle between subpackages (function-level
+imports count too), and nothing outside ``acdc_exp.cli`` imports the CLI."""
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import acdc_exp
+
+ROOT = Path(acdc_exp.__file__).parent
+# runs in DeepSparse's own venv as a script; it imports no acdc_exp module
+STANDALONE = {"speed/deepsparse_worker.py"}
+
+
+def _unit(parts: tuple[str, ...]) -> str:
+    """The subpackage (or top-level module) a dotted acdc_exp name belongs to."""
+    return parts[1] if len(parts) > 1 else "(root)"
+
+
+def import_graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = defaultdict(set)
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.as_posix() in STANDALONE:
+            continue
+        src = rel.parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[tuple[str, ...]] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "acdc_exp":
+                if node.module == "acdc_exp":
+                    targets = [("acdc_exp", a.name) for a in node.names]
+                else:
+                    targets = [tuple(node.module.split("."))]
+            elif isinstance(node, ast.Import):
+                targets = [tuple(a.name.split(".")) for a in node.names if a.name.split(".")[0] == "acdc_exp"]
+            for t in targets:
+                dst = _unit(t)
+                if dst != src:
+                    edges[src].add(dst)
+    return edges
+
+
+def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, stack = {start}, [start]
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        for nxt in edges.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return False
+
+
+def test_graph_is_read():
+    edges = import_graph()
+    # known downward edges: the graph is really built from the sources
+    assert {"training", "quantization", "speed"} <= edges["runs"] and "runs" in edges["cli"]
+
+
+def test_no_cycle_between_subpackages():
+    edges = import_graph()
+    cycles = sorted((a, b) for a in edges for b in edges[a] if _reaches(edges, b, a))
+    assert cycles == []
+
+
+def test_nothing_imports_the_cli():
+    edges = import_graph()
+    assert sorted(src for src, dsts in edges.items() if "cli" in dsts) == []
