@@ -2,6 +2,7 @@
 #   make demo   - set up, then run the embedded default (AC/DC on digits through FFCV)
 #   make test   - set up (with the local SLURM cluster), then run the whole test suite
 #   make deepsparse - optional: DeepSparse 1.8 in its own venv (.venv-deepsparse) for speed reports
+#   make lint   - ruff check + ruff format --check (part of make test)
 #   make lock   - re-resolve requirements/lock.txt from pyproject.toml + requirements/pins.txt
 SHELL := /bin/bash
 VENV ?= .venv
@@ -9,7 +10,7 @@ UV_VERSION ?= 0.13.9
 # make lock LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS="--upgrade-package onnxruntime"
 LOCK_FLAGS ?=
 
-.PHONY: demo test setup setup-test slurm-up deepsparse lock
+.PHONY: demo test setup setup-test slurm-up deepsparse lint lock
 
 setup:
 	bash scripts/setup.sh
@@ -27,8 +28,13 @@ deepsparse:
 demo: setup
 	$(VENV)/bin/acdc-train
 
-test: slurm-up deepsparse
+test: slurm-up deepsparse lint
 	$(VENV)/bin/python -m pytest -ra
+
+# ruff (pinned in the lock, configured in pyproject.toml): lint and formatting, as CI checks them
+lint: setup-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Exact versions of every package the project installs, for Linux x86_64 / CPython 3.11 (the
 # machines CI and the GPU nodes run). uv is pinned here so a refresh is itself reproducible.

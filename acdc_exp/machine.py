@@ -7,6 +7,7 @@ set-up can print it before anything heavy loads.
 
     python -m acdc_exp.machine          # the report as text
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ machine can inflate the numbers.
 
     python bench/bench_masks.py [--repeats 9] [--threads 2] [--sparsity 0.85]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"masks for {len(weights)} ResNet-50 convs at {args.sparsity:.0%}, threads={args.threads}, "
-          f"median of {args.repeats}, load(1m) {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    print(
+        f"masks for {len(weights)} ResNet-50 convs at {args.sparsity:.0%}, threads={args.threads}, "
+        f"median of {args.repeats}, load(1m) {load_before[0]:.2f} -> {load_after[0]:.2f}"
+    )
     print(f"| mask | scope | median s | min s | max s | goal <= {GOAL_S} s |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -17,6 +17,7 @@ and reports each row's median over the rounds (a shared machine drifts by ~10% o
 
     python bench/bench_onnx.py [--threads 2] [--batch 16] [--rounds 3] [--forms] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def _calibration_batches(n: int, batch: int = 8) -> List[np.ndarray]:
 
 
 def ort_quantizer_form(
-    fp32: Path, out: Path, calibration: List[np.ndarray], ops: Optional[Sequence[str]] = REFERENCE_OPS, per_channel: bool = False,
+    fp32: Path, out: Path, calibration: List[np.ndarray], ops: Optional[Sequence[str]] = REFERENCE_OPS, per_channel: bool = False
 ) -> None:
     """The onnxruntime static quantizer's QOperator form of ``fp32`` (see the docstring)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -83,9 +84,16 @@ def ort_quantizer_form(
 
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out), Batches(), quant_format=QuantFormat.QOperator, per_channel=per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=list(ops) if ops else None)
+    quantize_static(
+        str(pre),
+        str(out),
+        Batches(),
+        quant_format=QuantFormat.QOperator,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(ops) if ops else None,
+    )
     pre.unlink()
     # the pre-processor declares a dozen unused domains; DeepSparse refuses unknown ones
     onnx.save(stamp_ir_version(onnx.load(str(out))), str(out))
@@ -173,8 +181,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "onnx.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = BenchSettings(threads=args.threads, batch=args.batch, repeats=args.repeats,
-                             batch_repeats=args.batch_repeats, deepsparse=args.deepsparse).check()
+    settings = BenchSettings(
+        threads=args.threads, batch=args.batch, repeats=args.repeats, batch_repeats=args.batch_repeats, deepsparse=args.deepsparse
+    ).check()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.keep) if args.keep else Path(tmp)
@@ -200,14 +209,21 @@ def main() -> None:
     ours, ref = _row(report, DEEPSPARSE, OURS), _row(report, DEEPSPARSE, REFERENCE)
     if ours.get("images_per_s") and ref.get("images_per_s"):
         goals["deepsparse: ours vs the ORT-quantizer form, batch N and 1"] = {
-            "goal": 1.0, "got": [ours["images_per_s"] / ref["images_per_s"], ref["latency_ms"] / ours["latency_ms"]],
+            "goal": 1.0,
+            "got": [ours["images_per_s"] / ref["images_per_s"], ref["latency_ms"] / ours["latency_ms"]],
             "met": ours["images_per_s"] >= ref["images_per_s"] and ours["latency_ms"] <= ref["latency_ms"],
         }
-    report.update({
-        "what": f"ResNet-50 224px, {100 * args.sparsity:.0f}% block4: dense/sparse FP32, sparse INT8 (ours, ORT quantizer)",
-        "build_s": build_s, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-        "torch": torch.__version__, "goals": goals, "kept_in": args.keep,
-    })
+    report.update(
+        {
+            "what": f"ResNet-50 224px, {100 * args.sparsity:.0f}% block4: dense/sparse FP32, sparse INT8 (ours, ORT quantizer)",
+            "build_s": build_s,
+            "load_avg_before": load_before,
+            "load_avg_after": os.getloadavg(),
+            "torch": torch.__version__,
+            "goals": goals,
+            "kept_in": args.keep,
+        }
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

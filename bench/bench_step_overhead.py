@@ -24,6 +24,7 @@ recorded next to wall time, and ``uptime`` before and after.
 
     python bench/bench_step_overhead.py [--batch 16] [--res 224] [--rounds 12] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,17 @@ EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.y
 
 def _step_plan(update_masks: bool, sparsity: float, step: int = 0) -> StepPlan:
     return StepPlan(
-        step=step, epoch=0.0, lr=0.01, weight_decay=1e-5, phase="compressed", sparsity=sparsity,
-        update_masks=update_masks, qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False,
+        step=step,
+        epoch=0.0,
+        lr=0.01,
+        weight_decay=1e-5,
+        phase="compressed",
+        sparsity=sparsity,
+        update_masks=update_masks,
+        qat_active=False,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
     )
 
 
@@ -138,8 +148,11 @@ def hook_forms(params: List[torch.Tensor], masks: List[torch.Tensor], repeats: i
             p.mul_(k)
 
     with torch.no_grad():
-        return {"masked_fill_bool": _median_time(fill, repeats), "mul_float": _median_time(mul, repeats),
-                "foreach_mul_float": _median_time(lambda: torch._foreach_mul_(params, keep), repeats)}
+        return {
+            "masked_fill_bool": _median_time(fill, repeats),
+            "mul_float": _median_time(mul, repeats),
+            "foreach_mul_float": _median_time(lambda: torch._foreach_mul_(params, keep), repeats),
+        }
 
 
 def _uptime() -> str:
@@ -188,8 +201,19 @@ def main() -> None:
     print(f"before: {uptime_before}", flush=True)
 
     # dense steps first, so that the masks prune weights that carry SGD momentum, as in a run
-    dense_phase = StepPlan(step=0, epoch=0.0, lr=0.01, weight_decay=1e-5, phase="dense", sparsity=0.0, update_masks=False,
-                           qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+    dense_phase = StepPlan(
+        step=0,
+        epoch=0.0,
+        lr=0.01,
+        weight_decay=1e-5,
+        phase="dense",
+        sparsity=0.0,
+        update_masks=False,
+        qat_active=False,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
+    )
     for _ in range(2):
         dense.step()
         masked.step(dense_phase)
@@ -216,8 +240,11 @@ def main() -> None:
             d_t += got["d"]
             m_t += got["m"]
             rs.append(sum(got["m"]) / sum(got["d"]))
-            print(f"{label} round {r + 1}/{args.rounds}: dense {statistics.mean(got['d']):.3f}s masked "
-                  f"{statistics.mean(got['m']):.3f}s ({_pct(rs[-1], 1.0):+.2f}%)", flush=True)
+            print(
+                f"{label} round {r + 1}/{args.rounds}: dense {statistics.mean(got['d']):.3f}s masked "
+                f"{statistics.mean(got['m']):.3f}s ({_pct(rs[-1], 1.0):+.2f}%)",
+                flush=True,
+            )
         return d_t, m_t, rs
 
     assert not sparsifier.stale_momentum.settled
@@ -231,7 +258,7 @@ def main() -> None:
     with torch.no_grad():
         for n, m in sparsifier.masks.items():
             buf = masked.opt.state[named_params[n]]["momentum_buffer"]
-            buf.mul_(torch.where(m, 1.0, momentum ** settle_steps))
+            buf.mul_(torch.where(m, 1.0, momentum**settle_steps))
     sparsifier.begin_step(_step_plan(False, sparsity, step=settle_steps))
     assert sparsifier.stale_momentum.settled
     dense_t, masked_t, ratios = abba("one pass (settled)")
@@ -290,7 +317,8 @@ def main() -> None:
         "two_pass_overhead_pct_hooks": 100.0 * two_pass_hooks / statistics.median(two_pass_dense),
         "two_pass_hooks_alone_median_s": hooks_two_pass_alone,
         "reference_phase_steps": REFERENCE_PHASE_STEPS,
-        "reference_phase_overhead_pct_hooks": 100.0 * (settle_steps * two_pass_hooks + max(REFERENCE_PHASE_STEPS - settle_steps, 0) * hook_med)
+        "reference_phase_overhead_pct_hooks": 100.0
+        * (settle_steps * two_pass_hooks + max(REFERENCE_PHASE_STEPS - settle_steps, 0) * hook_med)
         / (REFERENCE_PHASE_STEPS * d_med),
         "overhead_pct_hooks": 100.0 * hook_med / d_med,
         "dense_step_min_max_s": [min(dense_t), max(dense_t)],
@@ -325,20 +353,30 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| dense (fwd, bwd, SGD) | {d_med:.3f} | - |")
     print(f"| AC/DC compressed, masks kept | {m_med:.3f} | {_pct(m_med, d_med):+.2f}% |")
-    print(f"| AC/DC compressed, masks recomputed | {result['recompute_step_median_s']:.3f} | "
-          f"{result['recompute_step_extra_pct']:+.2f}% |")
-    print(f"process CPU time per step: dense {result['dense_step_cpu_median_s']:.3f}s masked "
-          f"{result['masked_step_cpu_median_s']:.3f}s ({result['overhead_pct_cpu_time']:+.2f}%)")
-    print(f"per-round ratio: median {result['overhead_pct_round_ratio_median']:+.2f}%, IQR "
-          f"[{q[0]:+.2f}, {q[2]:+.2f}]%, range [{ratio_pcts[0]:+.2f}, {ratio_pcts[-1]:+.2f}]%")
-    print(f"hooks inside the step: {hook_med * 1e3:.1f} ms wall = {result['overhead_pct_hooks']:.2f}% of a dense step; "
-          f"{hook_cpu_med * 1e3:.1f} ms CPU = {result['overhead_pct_hooks_cpu']:.2f}% of a dense step's CPU time "
-          f"(goal <= {GOAL_PCT}%)")
+    print(
+        f"| AC/DC compressed, masks recomputed | {result['recompute_step_median_s']:.3f} | "
+        f"{result['recompute_step_extra_pct']:+.2f}% |"
+    )
+    print(
+        f"process CPU time per step: dense {result['dense_step_cpu_median_s']:.3f}s masked "
+        f"{result['masked_step_cpu_median_s']:.3f}s ({result['overhead_pct_cpu_time']:+.2f}%)"
+    )
+    print(
+        f"per-round ratio: median {result['overhead_pct_round_ratio_median']:+.2f}%, IQR "
+        f"[{q[0]:+.2f}, {q[2]:+.2f}]%, range [{ratio_pcts[0]:+.2f}, {ratio_pcts[-1]:+.2f}]%"
+    )
+    print(
+        f"hooks inside the step: {hook_med * 1e3:.1f} ms wall = {result['overhead_pct_hooks']:.2f}% of a dense step; "
+        f"{hook_cpu_med * 1e3:.1f} ms CPU = {result['overhead_pct_hooks_cpu']:.2f}% of a dense step's CPU time "
+        f"(goal <= {GOAL_PCT}%)"
+    )
     print(f"hooks alone (warm, outside a step): {hooks_only * 1e3:.1f} ms; mask recompute alone {recompute_only * 1e3:.0f} ms")
     print("one pass over the masked weights: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in forms.items()))
-    print(f"first {settle_steps} steps of a compressed phase (two passes): hooks {two_pass_hooks * 1e3:.1f} ms = "
-          f"{result['two_pass_overhead_pct_hooks']:.2f}% of a dense step; over a reference 5-epoch phase "
-          f"({REFERENCE_PHASE_STEPS} steps): {result['reference_phase_overhead_pct_hooks']:.2f}%")
+    print(
+        f"first {settle_steps} steps of a compressed phase (two passes): hooks {two_pass_hooks * 1e3:.1f} ms = "
+        f"{result['two_pass_overhead_pct_hooks']:.2f}% of a dense step; over a reference 5-epoch phase "
+        f"({REFERENCE_PHASE_STEPS} steps): {result['reference_phase_overhead_pct_hooks']:.2f}%"
+    )
     print(f"wrote {out}")
 
 

@@ -11,6 +11,7 @@ synthetic uint8 batches made on the device and normalized as DataModule.prepare 
 the project's own Sparsifier, QATController, precision and evaluation code, so what it
 measures is what the trainer runs. Writes a JSON (--out) and prints a table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,26 @@ from acdc_exp.plan import StepPlan  # noqa: E402
 from acdc_exp.quantization.compare import compare_int8_to_fake_quant  # noqa: E402
 from acdc_exp.quantization.qat import QATController  # noqa: E402
 from acdc_exp.sparsity.sparsifier import Sparsifier  # noqa: E402
-from acdc_exp.training.precision import (Precision, channels_last_on, configure_determinism,  # noqa: E402
-                                         resolve_precision)
+from acdc_exp.training.precision import Precision, channels_last_on, configure_determinism, resolve_precision  # noqa: E402
 
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
 SMALL_PARAMS = ["layer*.conv*.weight", "layer*.downsample.0.weight"]  # configs/sparsity/acdc.yaml
 
 
 def _plan(phase: str, *, update: bool = False, sparsity: float = 0.85, qat: bool = False) -> StepPlan:
-    return StepPlan(step=0, epoch=0.0, lr=0.01, weight_decay=1e-5, phase=phase, sparsity=sparsity if phase == "compressed" else 0.0,
-                    update_masks=update, qat_active=qat, qat_start=False, observers_frozen=False, bn_frozen=False)
+    return StepPlan(
+        step=0,
+        epoch=0.0,
+        lr=0.01,
+        weight_decay=1e-5,
+        phase=phase,
+        sparsity=sparsity if phase == "compressed" else 0.0,
+        update_masks=update,
+        qat_active=qat,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
+    )
 
 
 class Stepper:
@@ -61,8 +72,9 @@ class Stepper:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-5)
         self.scaler = self.precision.grad_scaler()
         params = _experiment_params() if args.model == "resnet50" else SMALL_PARAMS
-        self.sparsifier = Sparsifier(self.model, params=params, mask_type="block4", global_sparsity=False,
-                                     reset_momentum="all", enabled=True)
+        self.sparsifier = Sparsifier(
+            self.model, params=params, mask_type="block4", global_sparsity=False, reset_momentum="all", enabled=True
+        )
         self.sparsifier.attach_optimizer(self.opt)
         self.forward = torch.compile(self.model) if compiled else self.model
         self.criterion = nn.CrossEntropyLoss()
@@ -116,9 +128,12 @@ def throughput(args, device: torch.device, compiled: bool) -> Dict[str, Any]:
         dense = _img_per_s(s, _plan("dense"), args.steps, args.warmup)
         s.step(_plan("compressed", update=True))  # masks computed once per phase
         compressed = _img_per_s(s, _plan("compressed"), args.steps, args.warmup)
-        rows[str(res)] = {"dense_img_per_s": dense, "compressed_img_per_s": compressed,
-                          "mask_overhead_pct": 100.0 * (dense / compressed - 1.0),
-                          "wall_s": time.perf_counter() - t0}
+        rows[str(res)] = {
+            "dense_img_per_s": dense,
+            "compressed_img_per_s": compressed,
+            "mask_overhead_pct": 100.0 * (dense / compressed - 1.0),
+            "wall_s": time.perf_counter() - t0,
+        }
     return rows
 
 
@@ -139,9 +154,13 @@ def qat_and_int8(args, device: torch.device) -> Dict[str, Any]:
     report = compare_int8_to_fake_quant(cpu_model, quantizer.convert(cpu_model), s.images[: min(16, args.batch)].float().cpu())
     worst = max(r["frac_over_one_step"] for r in report["layers"])
     zeros_kept = all(bool((cpu_model.get_parameter(n)[~m.cpu()] == 0).all()) for n, m in s.sparsifier.masks.items())
-    return {"losses_finite": all(map(lambda v: v == v and abs(v) < float("inf"), losses)), "last_loss": losses[-1],
-            "int8_top1_agreement": report["top1_agreement"], "int8_worst_frac_over_one_step": worst,
-            "masks_hold_in_qat": zeros_kept}
+    return {
+        "losses_finite": all(map(lambda v: v == v and abs(v) < float("inf"), losses)),
+        "last_loss": losses[-1],
+        "int8_top1_agreement": report["top1_agreement"],
+        "int8_worst_frac_over_one_step": worst,
+        "masks_hold_in_qat": zeros_kept,
+    }
 
 
 def resume(args, device: torch.device) -> Dict[str, Any]:
@@ -152,8 +171,14 @@ def resume(args, device: torch.device) -> Dict[str, Any]:
     p = _plan("compressed")
     for _ in range(2):
         a.step(p)
-    state = copy.deepcopy({"model": a.model.state_dict(), "opt": a.opt.state_dict(), "scaler": a.scaler.state_dict(),
-                           "sparsifier": a.sparsifier.state_dict()})
+    state = copy.deepcopy(
+        {
+            "model": a.model.state_dict(),
+            "opt": a.opt.state_dict(),
+            "scaler": a.scaler.state_dict(),
+            "sparsifier": a.sparsifier.state_dict(),
+        }
+    )
     want = [float(a.step(p)) for _ in range(2)]
     b = Stepper(args, device)
     b.model.load_state_dict(state["model"])
@@ -169,8 +194,23 @@ def resume(args, device: torch.device) -> Dict[str, Any]:
 def deterministic(args) -> Dict[str, Any]:
     """trainer.deterministic=true in a fresh process (cuBLAS reads its workspace setting at
     its first call): a few compressed steps must run, twice to the same loss."""
-    cmd = [sys.executable, __file__, "--only-deterministic", "--device", args.device, "--model", args.model,
-           "--batch", str(args.batch), "--res", str(args.res_list[0]), "--amp", args.amp, "--classes", str(args.classes)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--only-deterministic",
+        "--device",
+        args.device,
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+        "--res",
+        str(args.res_list[0]),
+        "--amp",
+        args.amp,
+        "--classes",
+        str(args.classes),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
@@ -220,9 +260,11 @@ def main(argv: List[str] | None = None) -> int:
         _deterministic_child(args, device)
         return 0
     out: Dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": describe(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cuda": torch.version.cuda, "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
         "setup": {k: v for k, v in vars(args).items() if k not in ("out", "only_deterministic")},
     }
     out["setup"]["amp_dtype"] = resolve_precision(args.amp, device).name
@@ -251,16 +293,22 @@ def _passed(section: Any) -> bool:
 
 def format_table(out: Dict[str, Any]) -> str:
     s = out["setup"]
-    lines = [f"{out['gpu'] or out['machine']['cpu_model']}, torch {out['torch']}, {s['model']} batch {s['batch']}, "
-             f"amp {s['amp_dtype']}", "| mode | res | dense img/s | compressed img/s | mask overhead |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"{out['gpu'] or out['machine']['cpu_model']}, torch {out['torch']}, {s['model']} batch {s['batch']}, "
+        f"amp {s['amp_dtype']}",
+        "| mode | res | dense img/s | compressed img/s | mask overhead |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for mode in ("eager", "compiled"):
         rows = out.get(mode)
         if not isinstance(rows, dict) or rows.get("ok") is False:
             lines.append(f"| {mode} | - | {rows.get('error') if isinstance(rows, dict) else 'skipped'} | | |")
             continue
         for res, r in rows.items():
-            lines.append(f"| {mode} | {res} | {r['dense_img_per_s']:.0f} | {r['compressed_img_per_s']:.0f} | "
-                         f"{r['mask_overhead_pct']:+.1f}% |")
+            lines.append(
+                f"| {mode} | {res} | {r['dense_img_per_s']:.0f} | {r['compressed_img_per_s']:.0f} | "
+                f"{r['mask_overhead_pct']:+.1f}% |"
+            )
     for name in ("qat_int8", "resume", "deterministic"):
         lines.append(f"{name}: {'ok' if _passed(out.get(name)) else 'FAILED'} {json.dumps(out.get(name), default=str)[:200]}")
     return "\n".join(lines)

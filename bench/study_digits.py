@@ -18,6 +18,7 @@ Tune on some seeds (``--name study_digits_tuning --seeds 11 12 13``) and report 
     python bench/study_digits.py [--variants acdc gmp ...] [--seeds 1 2 3]
         [--sparsities 0.9 0.95 0.98] [--jobs 2] [--name study_digits] [--aggregate-only]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,20 @@ VARIANTS: Dict[str, tuple] = {
     "gmp": ("GMP", ["sparsity=gmp"]),
     "acdc_paper": ("AC/DC paper variant", ["sparsity=acdc_paper"]),
     # acdc-exp before issue 13: pruned entries' momentum reset, no lr ramp, running BN statistics
-    "acdc_before": ("AC/DC before the fixes", ["sparsity=acdc", "sparsity.reset_momentum=pruned",
-                    "sparsity.dense_phase_warmup_epochs=0", "trainer.bn_recalibration_batches=0"]),
+    "acdc_before": (
+        "AC/DC before the fixes",
+        [
+            "sparsity=acdc",
+            "sparsity.reset_momentum=pruned",
+            "sparsity.dense_phase_warmup_epochs=0",
+            "trainer.bn_recalibration_batches=0",
+        ],
+    ),
     # SparseML to the letter: every momentum buffer reset, no lr ramp, running BN statistics
-    "acdc_sparseml": ("AC/DC as SparseML", ["sparsity=acdc", "sparsity.dense_phase_warmup_epochs=0",
-                      "trainer.bn_recalibration_batches=0"]),
+    "acdc_sparseml": (
+        "AC/DC as SparseML",
+        ["sparsity=acdc", "sparsity.dense_phase_warmup_epochs=0", "trainer.bn_recalibration_batches=0"],
+    ),
     # ablations: the defaults with one choice changed
     "acdc_no_ramp": ("AC/DC defaults, no dense-phase lr ramp", ["sparsity=acdc", "sparsity.dense_phase_warmup_epochs=0"]),
     "acdc_no_recal": ("AC/DC defaults, no BN recalibration", ["sparsity=acdc", "trainer.bn_recalibration_batches=0"]),
@@ -56,8 +66,15 @@ VARIANTS: Dict[str, tuple] = {
     "acdc_keep_pruned": ("AC/DC defaults, dead_channels=keep_pruned", ["sparsity=acdc", "sparsity.dead_channels=keep_pruned"]),
     "acdc_floor1": ("AC/DC defaults, min_kept_per_channel=1", ["sparsity=acdc", "sparsity.min_kept_per_channel=1"]),
     # candidates tried on the tuning seeds (11-13) only
-    "acdc_keep_pruned_only": ("SparseML + keep_pruned", ["sparsity=acdc", "sparsity.dense_phase_warmup_epochs=0",
-                              "sparsity.dead_channels=keep_pruned", "trainer.bn_recalibration_batches=0"]),
+    "acdc_keep_pruned_only": (
+        "SparseML + keep_pruned",
+        [
+            "sparsity=acdc",
+            "sparsity.dense_phase_warmup_epochs=0",
+            "sparsity.dead_channels=keep_pruned",
+            "trainer.bn_recalibration_batches=0",
+        ],
+    ),
 }
 METHODS = tuple(v for v in VARIANTS if v != "dense")
 
@@ -75,8 +92,12 @@ def command(method: str, sparsity: float, seed: int, cache: Path) -> List[str]:
     if method != "dense":
         args.append(f"sparsity.sparsity={sparsity:g}")
     return args + [
-        f"seed={seed}", "logger=none", "trainer.progress=false", "trainer.num_threads=1",
-        f"paths.runs_root={cache}", f"hydra.run.dir={cache / run_key(method, sparsity, seed)}",
+        f"seed={seed}",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.num_threads=1",
+        f"paths.runs_root={cache}",
+        f"hydra.run.dir={cache / run_key(method, sparsity, seed)}",
     ]
 
 
@@ -107,15 +128,27 @@ def run_one(method: str, sparsity: float, seed: int, cache: Path) -> Dict[str, A
         if proc.returncode != 0 or not summary_path.exists():
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
             raise SystemExit(f"run {run_dir.name} failed (exit {proc.returncode}):\n" + "\n".join(tail))
-        (run_dir / "study_meta.json").write_text(json.dumps(
-            {"load_avg_1m_at_start": load, "load_avg_1m_at_end": os.getloadavg()[0],
-             "subprocess_wall_s": time.time() - start, "command": " ".join(cmd)}, indent=2))
+        (run_dir / "study_meta.json").write_text(
+            json.dumps(
+                {
+                    "load_avg_1m_at_start": load,
+                    "load_avg_1m_at_end": os.getloadavg()[0],
+                    "subprocess_wall_s": time.time() - start,
+                    "command": " ".join(cmd),
+                },
+                indent=2,
+            )
+        )
     summary = json.loads(summary_path.read_text())
     meta_path = run_dir / "study_meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return {
-        "method": method, "sparsity": sparsity, "seed": seed, "key": run_dir.name,
-        "final_top1": summary["final_top1"], "final_phase": summary["final_phase"],
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "key": run_dir.name,
+        "final_top1": summary["final_top1"],
+        "final_phase": summary["final_phase"],
         # GMP's "dense member" is the model when pruning starts (epoch 2): not a trained dense
         # model, so only AC/DC's is reported
         "dense_top1": summary["dense_top1"] if method.startswith("acdc") else None,
@@ -124,8 +157,10 @@ def run_one(method: str, sparsity: float, seed: int, cache: Path) -> Dict[str, A
         "compressed_phase_drop": summary.get("compressed_phase_drop"),
         "history": summary.get("history"),
         "sparsity_pruned_layers": summary["sparsity_pruned_layers"],
-        "params_nonzero": summary["params_nonzero"], "params_total": summary["params_total"],
-        "epochs": summary["epochs"], "wall_time_s": summary["wall_time_s"],
+        "params_nonzero": summary["params_nonzero"],
+        "params_total": summary["params_total"],
+        "epochs": summary["epochs"],
+        "wall_time_s": summary["wall_time_s"],
         "load_avg_1m_at_start": meta.get("load_avg_1m_at_start"),
     }
 
@@ -146,10 +181,13 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     rows = []
     for (method, sparsity), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         row = {
-            "method": method, "sparsity": sparsity, "seeds": [r["seed"] for r in rs],
+            "method": method,
+            "sparsity": sparsity,
+            "seeds": [r["seed"] for r in rs],
             "final_top1": _mean_std([r["final_top1"] for r in rs]),
             "achieved_sparsity": statistics.fmean(r["sparsity_pruned_layers"] for r in rs),
-            "params_nonzero": rs[0]["params_nonzero"], "params_total": rs[0]["params_total"],
+            "params_nonzero": rs[0]["params_nonzero"],
+            "params_total": rs[0]["params_total"],
             "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in rs),
         }
         if method.startswith("acdc"):
@@ -212,7 +250,8 @@ def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         "evaluated in it, the worst phase of a run; shown as mean over seeds / worst seed, and in brackets "
         "the worst drop inside a compressed phase (from its first evaluation) for comparison.",
         "",
-        "| variant | target sparsity | achieved | nonzero params | final top-1 | per seed | dense member top-1 | dense-phase dip |",
+        "| variant | target sparsity | achieved | nonzero params | final top-1 | per seed "
+        "| dense member top-1 | dense-phase dip |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -245,19 +284,33 @@ def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
         if dense:
             d = dense[0]["final_top1"]
             half = max(d["std"], 0.1)  # at least +-0.1 wide so that a zero-std band stays visible
-            ax.axhspan(d["mean"] - half, d["mean"] + half, color="0.85",
-                       label=f"dense {d['mean']:.2f} ± {d['std']:.2f} (n={d['n']})")
+            ax.axhspan(
+                d["mean"] - half, d["mean"] + half, color="0.85", label=f"dense {d['mean']:.2f} ± {d['std']:.2f} (n={d['n']})"
+            )
             ax.axhline(d["mean"], color="0.4", lw=1)
         for k, variant in enumerate(variants):
             rs = sorted((r for r in sparse_rows if r["method"] == variant), key=lambda r: r["sparsity"])
             style = dict(color=f"C{k}", marker=markers[k % len(markers)])
             xs = [100 * r["sparsity"] + 0.08 * k for r in rs]
-            ax.errorbar(xs, [r["final_top1"]["mean"] for r in rs], yerr=[r["final_top1"]["std"] for r in rs],
-                        capsize=3, label=f"{label(variant)}: sparse", **style)
+            ax.errorbar(
+                xs,
+                [r["final_top1"]["mean"] for r in rs],
+                yerr=[r["final_top1"]["std"] for r in rs],
+                capsize=3,
+                label=f"{label(variant)}: sparse",
+                **style,
+            )
             if variant == "acdc":  # the shipped AC/DC's dense member (the other variants' in the JSON)
-                ax.errorbar([x + 0.04 for x in xs], [r["dense_member_top1"]["mean"] for r in rs],
-                            yerr=[r["dense_member_top1"]["std"] for r in rs], capsize=3, ls="--", mfc="none",
-                            label=f"{label(variant)}: dense member", **style)
+                ax.errorbar(
+                    [x + 0.04 for x in xs],
+                    [r["dense_member_top1"]["mean"] for r in rs],
+                    yerr=[r["dense_member_top1"]["std"] for r in rs],
+                    capsize=3,
+                    ls="--",
+                    mfc="none",
+                    label=f"{label(variant)}: dense member",
+                    **style,
+                )
         ax.set_xticks(xs_all)
         ax.set_xlabel("sparsity of pruned layers (%)")
         ax.grid(alpha=0.3)
@@ -291,9 +344,12 @@ def main() -> None:
 
     def one(c: tuple) -> Dict[str, Any]:
         rec = run_one(*c, cache)
-        print(f"[{time.time() - started:5.0f}s] {rec['key']}: top1 {rec['final_top1']:.2f}"
-              + (f", dense member {rec['dense_top1']:.2f}" if rec["dense_top1"] is not None else "")
-              + (f", dip {rec['dense_phase_dip']:.1f}" if rec.get("dense_phase_dip") is not None else ""), flush=True)
+        print(
+            f"[{time.time() - started:5.0f}s] {rec['key']}: top1 {rec['final_top1']:.2f}"
+            + (f", dense member {rec['dense_top1']:.2f}" if rec["dense_top1"] is not None else "")
+            + (f", dip {rec['dense_phase_dip']:.1f}" if rec.get("dense_phase_dip") is not None else ""),
+            flush=True,
+        )
         return rec
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -307,18 +363,29 @@ def main() -> None:
     loads = [r["load_avg_1m_at_start"] for r in records if r["load_avg_1m_at_start"] is not None] or [os.getloadavg()[0]]
     machine = describe()
     meta = {
-        "name": args.name, "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "machine": machine.get("cpu_model", "?"), "machine_full": machine,
-        "jobs": args.jobs, "epochs": records[0]["epochs"], "seeds": args.seeds, "variants": args.variants,
-        "sparsities": args.sparsities, "load_min": min(loads), "load_max": max(loads),
+        "name": args.name,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "machine": machine.get("cpu_model", "?"),
+        "machine_full": machine,
+        "jobs": args.jobs,
+        "epochs": records[0]["epochs"],
+        "seeds": args.seeds,
+        "variants": args.variants,
+        "sparsities": args.sparsities,
+        "load_min": min(loads),
+        "load_max": max(loads),
         "commands": [" ".join(command(m, s, k, Path("<cache>"))) for m, s, k in configs],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({**meta, "rows": rows, "runs": records}, indent=2) + "\n")
     md = markdown(rows, meta)
     (RESULTS / f"{args.name}.md").write_text(md)
-    plot(rows, RESULTS / f"{args.name}.png",
-         f"digits, ResNet-small, {meta['epochs']} epochs, seeds {', '.join(map(str, args.seeds))}: mean ± std")
+    plot(
+        rows,
+        RESULTS / f"{args.name}.png",
+        f"digits, ResNet-small, {meta['epochs']} epochs, seeds {', '.join(map(str, args.seeds))}: mean ± std",
+    )
     print(md)
     print(f"wrote {RESULTS / args.name}.json, .md, .png")
 

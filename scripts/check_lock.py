@@ -6,6 +6,7 @@
 
 Standard library only, so it runs before (and without) the project being importable.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Shared test set-up: one torch thread (2-core machines), offline W&B, a shared data cache."""
+
 from __future__ import annotations
 
 import os
@@ -74,14 +75,18 @@ def int8_vs_qat(args: list[str], env: dict[str, str] | None = None) -> dict:
 
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("int8_vs_qat.py")), *args],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def reference_betons(root: Path, *, classes: int, per_class: int, val_per_class: int, max_side: int,
-                     max_resolution: int) -> tuple[Path, Path]:
+def reference_betons(
+    root: Path, *, classes: int, per_class: int, val_per_class: int, max_side: int, max_resolution: int
+) -> tuple[Path, Path]:
     """A generated ImageNet-layout tree written to train/val .beton files through acdc-data,
     and a ResNet-50 state dict to start from as "pretrained" weights: (beton dir, weights)."""
     import subprocess
@@ -90,8 +95,21 @@ def reference_betons(root: Path, *, classes: int, per_class: int, val_per_class:
 
     tree, betons = root / "tree", root / "betons"
     for args in (
-        ["synth", "--out", str(tree), "--classes", str(classes), "--per-class", str(per_class),
-         "--val-per-class", str(val_per_class), "--min-side", "70", "--max-side", str(max_side)],
+        [
+            "synth",
+            "--out",
+            str(tree),
+            "--classes",
+            str(classes),
+            "--per-class",
+            str(per_class),
+            "--val-per-class",
+            str(val_per_class),
+            "--min-side",
+            "70",
+            "--max-side",
+            str(max_side),
+        ],
         ["write", "--src", str(tree), "--out", str(betons), "--max-resolution", str(max_resolution), "--num-workers", "1"],
     ):
         out = subprocess.run([cli("acdc-data"), *args], capture_output=True, text=True, timeout=300)
@@ -125,3 +143,21 @@ def slurm_cluster() -> str:
         return ensure_slurm_cluster()
     except SlurmClusterError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+# dense [0,1), compressed from 1 (masks fixed after 2) at 90%, QAT from 4; observers freeze at
+# 5 and BN statistics at 5.5, where the cosine lr is ~0.002 (frozen-BN QAT with per-tensor
+# weights diverges at lr >~ 0.005 on this model, as BN-folded QAT is known to need a small lr)
+QAT_RUN = [
+    "trainer.epochs=6",
+    "lr_schedule.warmup_epochs=0.5",
+    "lr_schedule.peak_lr=0.1",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.9",
+    "quantization=qat",
+    "quantization.start_epoch=4",
+    "quantization.disable_observer_epoch=5",
+    "quantization.freeze_bn_stats_epoch=5.5",
+]

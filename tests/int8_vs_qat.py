@@ -7,6 +7,7 @@ fake-quantized model it was converted from (acdc_exp.quantization.compare).
 A separate process, so that the int8 kernels' instruction set can be chosen through the
 environment before torch loads (FBGEMM_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2
 make a VNNI machine compute like one without)."""
+
 import json
 import sys
 

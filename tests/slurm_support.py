@@ -3,6 +3,7 @@
 ``ensure_slurm_cluster()`` is what a session fixture calls: it starts the cluster (installing
 SLURM when missing) once per test process and raises with the script's reason when it cannot.
 """
+
 from __future__ import annotations
 
 import socket
@@ -36,19 +37,13 @@ def ensure_slurm_cluster(timeout_s: float = 900.0) -> str:
         return _cluster_host
     try:
         proc = subprocess.run(
-            ["bash", str(SLURM_SCRIPT), "up"],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
+            ["bash", str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired as exc:
         raise SlurmClusterError(f"'slurm_local.sh up' did not finish within {timeout_s:.0f}s") from exc
     if proc.returncode != 0:
         reason = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise SlurmClusterError(
-            f"'slurm_local.sh up' failed (exit {proc.returncode}): {reason[-1] if reason else 'no output'}"
-        )
+        raise SlurmClusterError(f"'slurm_local.sh up' failed (exit {proc.returncode}): {reason[-1] if reason else 'no output'}")
     _cluster_host = socket.gethostname()
     return _cluster_host
 
@@ -59,9 +54,7 @@ def job_state(job_id: str) -> str:
     Reads ``scontrol show job``, which answers at once (sacct lags a moment behind the
     controller); finished jobs stay visible for MinJobAge (300 s), use sacct after that.
     """
-    out = subprocess.run(
-        ["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, timeout=30
-    )
+    out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise SlurmClusterError(f"scontrol show job {job_id} failed: {out.stderr.strip()}")
     for field in out.stdout.split():

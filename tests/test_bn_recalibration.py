@@ -1,5 +1,6 @@
 """BatchNorm recalibration: running statistics become the plain average over the given
 batches, weights and modes stay as they were, and a trainer run uses it before evaluations."""
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,16 @@ def test_recent_batches_keep_the_last_n_as_copies():
 
 
 def test_phase_dips_definition():
-    history = [(1, "dense", 90.0), (2, "compressed", 95.0), (3, "compressed", 96.0), (4, "dense", 80.0),
-               (5, "dense", 97.0), (6, "compressed", 97.0), (7, "compressed", 94.0), (8, "dense", 99.0)]
+    history = [
+        (1, "dense", 90.0),
+        (2, "compressed", 95.0),
+        (3, "compressed", 96.0),
+        (4, "dense", 80.0),
+        (5, "dense", 97.0),
+        (6, "compressed", 97.0),
+        (7, "compressed", 94.0),
+        (8, "dense", 99.0),
+    ]
     assert phase_dips(history) == {"dense_phase_dip": 16.0, "compressed_phase_drop": 3.0}
     assert phase_dips([(1, "dense", 50.0)]) == {"dense_phase_dip": None, "compressed_phase_drop": None}
     rising = [(1, "compressed", 90.0), (2, "compressed", 95.0), (3, "dense", 96.0)]

@@ -1,15 +1,15 @@
 """Every config option composes onto the typed schema; bad overrides are one-line errors."""
+
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import cli
 from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
-
-from conftest import cli
 
 CONFIGS = Path(config_dir())
 GROUPS = ["model", "data", "optimizer", "lr_schedule", "sparsity", "quantization", "logger", "trainer", "paths"]
@@ -97,7 +97,9 @@ def test_bad_override_is_refused_in_process(override, fragment):
 def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):
     proc = subprocess.run(
         [cli("acdc-train"), *args, f"paths.runs_root={tmp_path}", "logger=none", "trainer.progress=false"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]

@@ -1,4 +1,5 @@
 """The shared crop/flip draws: torchvision's RandomResizedCrop rules, Python == numba."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,16 @@ import math
 import numba
 import numpy as np
 
-from acdc_exp.data.augment import (CROP_DRAWS, SALT_CROP, center_crop_box, crop_from_uniforms,
-                                   crop_uniforms, epoch_key, flip_decision, sample_seed)
+from acdc_exp.data.augment import (
+    CROP_DRAWS,
+    SALT_CROP,
+    center_crop_box,
+    crop_from_uniforms,
+    crop_uniforms,
+    epoch_key,
+    flip_decision,
+    sample_seed,
+)
 
 LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 
@@ -20,8 +29,7 @@ def test_random_boxes_follow_scale_and_ratio_limits():
         top, left, h, w = box
         assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
         # draws of 2.0 ask for more than the whole area, which forces the fallback box
-        fallback = crop_from_uniforms(height, width, np.full(CROP_DRAWS, 2.0), 0.25, 1.0,
-                                      *LOG_RATIO)
+        fallback = crop_from_uniforms(height, width, np.full(CROP_DRAWS, 2.0), 0.25, 1.0, *LOG_RATIO)
         if box != fallback:
             assert 0.25 * height * width * 0.9 <= h * w <= height * width
             assert 3 / 4 * 0.9 <= w / h <= 4 / 3 * 1.1

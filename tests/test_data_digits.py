@@ -1,4 +1,5 @@
 """The digits dataset: split, counts, pixels through the loader, the config, concurrent builds."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,7 @@ from omegaconf import OmegaConf
 from acdc_exp.config.schema import DataConfig
 from acdc_exp.data import build_data
 from acdc_exp.data.beton import check_beton
-from acdc_exp.data.digits import (NUM_CLASSES, TOTAL, digits_arrays, digits_mean_std,
-                                  ensure_digits)
+from acdc_exp.data.digits import NUM_CLASSES, TOTAL, digits_arrays, digits_mean_std, ensure_digits
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +23,7 @@ CONFIGS = REPO / "configs" / "data"
 
 
 def _config(name: str, **overrides) -> DataConfig:
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONFIGS / f"{name}.yaml"),
-                          overrides)
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONFIGS / f"{name}.yaml"), overrides)
     return cfg
 
 
@@ -37,8 +36,10 @@ def test_counts_and_stratified_split(digits):
     n_train = check_beton(digits.train_beton).num_samples
     n_val = check_beton(digits.val_beton).num_samples
     assert n_train + n_val == TOTAL == 1797 and n_val == 360
-    per_class = {split: [len(list((d / str(c)).glob("*.png"))) for c in range(NUM_CLASSES)]
-                 for split, d in (("train", digits.train_dir), ("val", digits.val_dir))}
+    per_class = {
+        split: [len(list((d / str(c)).glob("*.png"))) for c in range(NUM_CLASSES)]
+        for split, d in (("train", digits.train_dir), ("val", digits.val_dir))
+    }
     assert sum(per_class["train"]) == n_train and sum(per_class["val"]) == n_val
     for train, val in zip(per_class["train"], per_class["val"]):
         # stratified: every class keeps ~20% for val; classes are balanced (174..183 each)
@@ -60,8 +61,8 @@ def test_loader_returns_the_digit_pixels_unchanged(digits, tmp_path):
     _, _, x_val, y_val = digits_arrays()
     order = np.argsort(y_val, kind="stable")  # tree order: class folders, then file index
     images, labels = next(iter(dm.val_batches()))
-    assert labels.tolist() == y_val[order][:len(labels)].tolist()
-    want = torch.from_numpy(x_val[order][:len(labels)])
+    assert labels.tolist() == y_val[order][: len(labels)].tolist()
+    want = torch.from_numpy(x_val[order][: len(labels)])
     assert torch.equal(images[:, 0], want) and torch.equal(images[:, 2], want)
     train_images, train_labels = next(iter(dm.train_batches(0)))
     assert train_images.shape == (64, 3, 32, 32)
@@ -96,12 +97,14 @@ def test_data_configs_merge_into_schema(name, monkeypatch):
 def test_two_processes_building_at_once(tmp_path):
     """Two jobs of a sweep start together: one builds, the other waits, both succeed."""
     cache = tmp_path / "digits"
-    code = ("import sys; from acdc_exp.data.digits import ensure_digits; "
-            "f = ensure_digits(sys.argv[1]); print(f.train_beton)")
+    code = "import sys; from acdc_exp.data.digits import ensure_digits; f = ensure_digits(sys.argv[1]); print(f.train_beton)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(cache)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(cache)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert check_beton(cache / "train.beton").num_samples == 1437

@@ -1,10 +1,12 @@
 """Bad data inputs get a one-line DataError naming the bad value (and the CLI exits 2)."""
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
 import torch
+from data_helpers import data_config, make_synthetic_dataset
 
 from acdc_exp.cli.data import main as data_main
 from acdc_exp.data import build_data
@@ -12,7 +14,6 @@ from acdc_exp.data.beton import check_beton
 from acdc_exp.data.beton_writer import write_beton
 from acdc_exp.data.synthetic import make_image_tree
 from acdc_exp.errors import DataError
-from data_helpers import data_config, make_synthetic_dataset
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -80,37 +81,37 @@ def test_foreign_file_is_not_a_beton(tmp_path):
 
 def test_labels_beyond_num_classes(synth, tmp_path):
     with pytest.raises(DataError, match="num_classes=2"):
-        build_data(data_config("ffcv", synth, num_classes=2), data_cache=str(tmp_path),
-                   device=CPU, seed=0)
+        build_data(data_config("ffcv", synth, num_classes=2), data_cache=str(tmp_path), device=CPU, seed=0)
     with pytest.raises(DataError, match="num_classes=2"):
-        build_data(data_config("folder", synth, num_classes=2), data_cache=str(tmp_path),
-                   device=CPU, seed=0)
+        build_data(data_config("folder", synth, num_classes=2), data_cache=str(tmp_path), device=CPU, seed=0)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(res=0), "data.res=0"),
-    (dict(val_res=-32), "data.val_res=-32"),
-    (dict(res=100000), "data.res=100000"),
-    (dict(min_res=192, max_res=160, start_ramp=0, end_ramp=5), "min_res=192 is larger"),
-    (dict(min_res=160, max_res=192), "missing data.start_ramp, data.end_ramp"),
-    (dict(min_res=160, max_res=192, start_ramp=8, end_ramp=2), "start_ramp=8"),
-    (dict(loader="dali"), "data.loader='dali'; allowed: ffcv, folder"),
-    (dict(order="shuffled"), "data.order='shuffled'"),
-    (dict(batch_size=0), "data.batch_size=0"),
-    (dict(center_crop_ratio=1.5), "center_crop_ratio=1.5"),
-    (dict(crop_scale_min=0.0), "crop_scale_min=0.0"),
-    (dict(std=[1.0, 0.0, 1.0]), "data.std"),
-    (dict(mean=[1.0, 2.0]), "3 values"),
-    (dict(order="quasi_random"), "os_cache=false"),
-    (dict(limit_train_batches=0), "limit_train_batches=0"),
-    (dict(batch_size=100), "fills no batch of data.batch_size=100"),
-    (dict(batch_size=100, loader="folder"), "fills no batch of data.batch_size=100"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(res=0), "data.res=0"),
+        (dict(val_res=-32), "data.val_res=-32"),
+        (dict(res=100000), "data.res=100000"),
+        (dict(min_res=192, max_res=160, start_ramp=0, end_ramp=5), "min_res=192 is larger"),
+        (dict(min_res=160, max_res=192), "missing data.start_ramp, data.end_ramp"),
+        (dict(min_res=160, max_res=192, start_ramp=8, end_ramp=2), "start_ramp=8"),
+        (dict(loader="dali"), "data.loader='dali'; allowed: ffcv, folder"),
+        (dict(order="shuffled"), "data.order='shuffled'"),
+        (dict(batch_size=0), "data.batch_size=0"),
+        (dict(center_crop_ratio=1.5), "center_crop_ratio=1.5"),
+        (dict(crop_scale_min=0.0), "crop_scale_min=0.0"),
+        (dict(std=[1.0, 0.0, 1.0]), "data.std"),
+        (dict(mean=[1.0, 2.0]), "3 values"),
+        (dict(order="quasi_random"), "os_cache=false"),
+        (dict(limit_train_batches=0), "limit_train_batches=0"),
+        (dict(batch_size=100), "fills no batch of data.batch_size=100"),
+        (dict(batch_size=100, loader="folder"), "fills no batch of data.batch_size=100"),
+    ],
+)
 def test_bad_settings(synth, tmp_path, overrides, message):
     overrides = dict(overrides)
     with pytest.raises(DataError) as exc:
-        build_data(data_config(overrides.pop("loader", "ffcv"), synth, **overrides),
-                   data_cache=str(tmp_path), device=CPU, seed=0)
+        build_data(data_config(overrides.pop("loader", "ffcv"), synth, **overrides), data_cache=str(tmp_path), device=CPU, seed=0)
     assert message in _one_line(exc)
 
 
@@ -140,12 +141,15 @@ def test_unreadable_image_fails_instead_of_hanging(tmp_path):
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["tree"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(write_mode="png"), "write_mode='png'"),
-    (dict(jpeg_quality=0), "jpeg_quality=0"),
-    (dict(compress_probability=2.0), "compress_probability=2.0"),
-    (dict(max_resolution=0), "max_resolution=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(write_mode="png"), "write_mode='png'"),
+        (dict(jpeg_quality=0), "jpeg_quality=0"),
+        (dict(compress_probability=2.0), "compress_probability=2.0"),
+        (dict(max_resolution=0), "max_resolution=0"),
+    ],
+)
 def test_bad_writer_arguments(synth, tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message.replace("(", r"\(")):
         write_beton(synth["tree"] / "val", tmp_path / "v.beton", **kwargs)

@@ -1,4 +1,5 @@
 """Both loaders on a generated ImageNet-layout tree: content, determinism, normalization."""
+
 from __future__ import annotations
 
 import os
@@ -6,13 +7,21 @@ import os
 import numpy as np
 import pytest
 import torch
+from data_helpers import (
+    CLASSES,
+    TRAIN_PER_CLASS,
+    VAL_PER_CLASS,
+    collect,
+    data_config,
+    make_synthetic_dataset,
+    nearest_class,
+    tree_labels,
+)
 
 from acdc_exp.data import DataModule, build_data
 from acdc_exp.data.settings import resolution_for_epoch, resolve_num_workers, usable_cpus
 from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
-from data_helpers import (CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, collect, data_config,
-                          make_synthetic_dataset, nearest_class, tree_labels)
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -26,8 +35,7 @@ def synth(tmp_path_factory):
 @pytest.fixture(scope="module")
 def modules(synth, tmp_path_factory) -> dict:
     cache = str(tmp_path_factory.mktemp("cache"))
-    return {loader: build_data(data_config(loader, synth), data_cache=cache, device=CPU, seed=7)
-            for loader in ("ffcv", "folder")}
+    return {loader: build_data(data_config(loader, synth), data_cache=cache, device=CPU, seed=7) for loader in ("ffcv", "folder")}
 
 
 @pytest.fixture(params=["ffcv", "folder"])
@@ -85,8 +93,7 @@ def test_fresh_module_and_more_workers_reproduce_epoch(synth, modules, tmp_path)
     """A resumed run (new DataModule) with 2 FFCV threads / 2 DataLoader workers sees the
     same batches: per-sample seeds do not depend on threads or workers."""
     for loader in ("ffcv", "folder"):
-        fresh = build_data(data_config(loader, synth, num_workers=2), data_cache=str(tmp_path),
-                           device=CPU, seed=7)
+        fresh = build_data(data_config(loader, synth, num_workers=2), data_cache=str(tmp_path), device=CPU, seed=7)
         assert torch.get_num_threads() == 1  # FFCV's thread setting does not leak
         got = collect(fresh.train_batches(5))
         want = collect(modules[loader].train_batches(5))
@@ -101,8 +108,9 @@ def test_other_seed_other_batches(synth, tmp_path):
 
 def test_limits_cut_epochs(synth, tmp_path):
     for loader in ("ffcv", "folder"):
-        dm = build_data(data_config(loader, synth, limit_train_batches=2, limit_val_batches=1),
-                        data_cache=str(tmp_path), device=CPU, seed=0)
+        dm = build_data(
+            data_config(loader, synth, limit_train_batches=2, limit_val_batches=1), data_cache=str(tmp_path), device=CPU, seed=0
+        )
         assert dm.steps_per_epoch() == 2
         assert len(list(dm.train_batches(0))) == 2
         assert len(list(dm.val_batches())) == 1
@@ -115,34 +123,71 @@ def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
     take as many steps per epoch as one process would; the folder loader shards by the rank
     it is given (FFCV's own sharding needs torch.distributed: tests/test_ddp.py runs that)."""
     one = build_data(data_config("folder", synth, batch_size=4, val_batch_size=4), data_cache=str(tmp_path), device=CPU, seed=0)
-    shards = [build_data(data_config("folder", synth, batch_size=4, val_batch_size=4), data_cache=str(tmp_path), device=CPU,
-                         seed=0, rank=rank, world_size=2) for rank in (0, 1)]
-    assert one.loading() == {"global_batch_size": 4, "batch_size_per_process": 4, "world_size": 1,
-                             "steps_per_epoch": one.steps_per_epoch(), "num_workers": 0}
+    shards = [
+        build_data(
+            data_config("folder", synth, batch_size=4, val_batch_size=4),
+            data_cache=str(tmp_path),
+            device=CPU,
+            seed=0,
+            rank=rank,
+            world_size=2,
+        )
+        for rank in (0, 1)
+    ]
+    assert one.loading() == {
+        "global_batch_size": 4,
+        "batch_size_per_process": 4,
+        "world_size": 1,
+        "steps_per_epoch": one.steps_per_epoch(),
+        "num_workers": 0,
+    }
     for dm in shards:
-        assert dm.loading() == {"global_batch_size": 4, "batch_size_per_process": 2, "world_size": 2,
-                                "steps_per_epoch": one.steps_per_epoch(), "num_workers": 0}
+        assert dm.loading() == {
+            "global_batch_size": 4,
+            "batch_size_per_process": 2,
+            "world_size": 2,
+            "steps_per_epoch": one.steps_per_epoch(),
+            "num_workers": 0,
+        }
         assert {len(labels) for _, labels in dm.train_batches(0)} == {2}
     with pytest.raises(DataError) as exc:
-        build_data(data_config("folder", synth, batch_size=5, val_batch_size=4), data_cache=str(tmp_path), device=CPU, seed=0,
-                   rank=0, world_size=2)
-    assert str(exc.value) == ("data.batch_size=5 is the global batch and does not split evenly over 2 processes; "
-                              "allowed: a multiple of 2")
+        build_data(
+            data_config("folder", synth, batch_size=5, val_batch_size=4),
+            data_cache=str(tmp_path),
+            device=CPU,
+            seed=0,
+            rank=0,
+            world_size=2,
+        )
+    assert str(exc.value) == (
+        "data.batch_size=5 is the global batch and does not split evenly over 2 processes; allowed: a multiple of 2"
+    )
     with pytest.raises(DataError, match="data.val_batch_size=5 is the global batch"):
-        build_data(data_config("folder", synth, batch_size=4, val_batch_size=5), data_cache=str(tmp_path),
-                   device=CPU, seed=0, rank=0, world_size=2)
+        build_data(
+            data_config("folder", synth, batch_size=4, val_batch_size=5),
+            data_cache=str(tmp_path),
+            device=CPU,
+            seed=0,
+            rank=0,
+            world_size=2,
+        )
 
 
 def test_ddp_validation_covers_every_image_exactly_once(synth, tmp_path):
     """5 ranks over the 12 val images: no image twice, none missed (padding would add 3)."""
-    one = build_data(data_config("folder", synth, batch_size=5, val_batch_size=5), data_cache=str(tmp_path),
-                     device=CPU, seed=0)
+    one = build_data(data_config("folder", synth, batch_size=5, val_batch_size=5), data_cache=str(tmp_path), device=CPU, seed=0)
     n = sum(len(labels) for _, labels in one.val_batches())
     assert n % 5 != 0  # else padding would not show
     seen = []
     for rank in range(5):
-        dm = build_data(data_config("folder", synth, batch_size=5, val_batch_size=5), data_cache=str(tmp_path),
-                        device=CPU, seed=0, rank=rank, world_size=5)
+        dm = build_data(
+            data_config("folder", synth, batch_size=5, val_batch_size=5),
+            data_cache=str(tmp_path),
+            device=CPU,
+            seed=0,
+            rank=rank,
+            world_size=5,
+        )
         seen += [img.float().sum().item() for images, _ in dm.val_batches() for img in images]
     assert len(seen) == n
     assert sorted(seen) == sorted(img.float().sum().item() for images, _ in one.val_batches() for img in images)
@@ -165,19 +210,16 @@ def test_loader_workers_follow_the_cpus_the_process_has(monkeypatch):
 def test_progressive_resolution_changes_batch_size(synth, tmp_path):
     ramp = dict(min_res=32, max_res=64, start_ramp=1, end_ramp=3)
     for loader in ("ffcv", "folder"):
-        dm = build_data(data_config(loader, synth, limit_train_batches=1, **ramp),
-                        data_cache=str(tmp_path), device=CPU, seed=0)
+        dm = build_data(data_config(loader, synth, limit_train_batches=1, **ramp), data_cache=str(tmp_path), device=CPU, seed=0)
         sizes = [next(iter(dm.train_batches(e)))[0].shape[-1] for e in (0, 2, 3, 0)]
         assert sizes == [32, 64, 64, 32]
         assert next(iter(dm.val_batches()))[0].shape[-1] == 32
 
 
 def test_resolution_schedule_matches_ffcv_rn50_rule():
-    cfg = data_config("ffcv", {"train": "x", "val": "y"}, res=224, min_res=160, max_res=192,
-                      start_ramp=11, end_ramp=13)
+    cfg = data_config("ffcv", {"train": "x", "val": "y"}, res=224, min_res=160, max_res=192, start_ramp=11, end_ramp=13)
     assert [resolution_for_epoch(cfg, e) for e in (0, 11, 12, 13, 15)] == [160, 160, 192, 192, 192]
-    cfg = data_config("ffcv", {"train": "x", "val": "y"}, res=224, min_res=160, max_res=256,
-                      start_ramp=10, end_ramp=20)
+    cfg = data_config("ffcv", {"train": "x", "val": "y"}, res=224, min_res=160, max_res=256, start_ramp=10, end_ramp=20)
     # linear 160 -> 256, rounded to multiples of 32
     assert [resolution_for_epoch(cfg, e) for e in (12, 15, 17)] == [192, 192, 224]
     assert resolution_for_epoch(data_config("ffcv", {"train": "x", "val": "y"}), 5) == 32
@@ -199,8 +241,7 @@ def test_prepare_normalizes_with_config_stats(modules):
     out = dm.prepare(images)
     expected = (images.float().mean(dim=(0, 2, 3)) - mean.view(3)) / std.view(3)
     assert torch.allclose(out.mean(dim=(0, 2, 3)), expected, atol=1e-4)
-    assert torch.allclose(out.std(dim=(0, 2, 3)), images.float().std(dim=(0, 2, 3)) / std.view(3),
-                          atol=1e-4)
+    assert torch.allclose(out.std(dim=(0, 2, 3)), images.float().std(dim=(0, 2, 3)) / std.view(3), atol=1e-4)
     assert images.dtype == torch.uint8  # input left untouched
 
 

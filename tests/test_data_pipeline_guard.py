@@ -3,6 +3,7 @@
 The real pipelines run in a subprocess with a timeout, so a regression fails instead of hanging
 the suite; ``assert_pipeline_safe`` refuses the pattern before it reaches FFCV.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,14 +43,45 @@ for flip, crop in ((True, True), (False, False)):
 @pytest.mark.timeout(400)
 def test_real_cpu_pipelines_finish(tmp_path):
     """The CLI writes a tree and its betons; every CPU pipeline then runs to the end."""
-    assert data_main(["synth", "--out", str(tmp_path / "tree"), "--classes", "3",
-                      "--per-class", "4", "--min-side", "50", "--max-side", "90"]) == 0
-    assert data_main(["write", "--src", str(tmp_path / "tree"), "--out", str(tmp_path / "betons"),
-                      "--max-resolution", "64", "--write-mode", "jpg"]) == 0
+    assert (
+        data_main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "tree"),
+                "--classes",
+                "3",
+                "--per-class",
+                "4",
+                "--min-side",
+                "50",
+                "--max-side",
+                "90",
+            ]
+        )
+        == 0
+    )
+    assert (
+        data_main(
+            [
+                "write",
+                "--src",
+                str(tmp_path / "tree"),
+                "--out",
+                str(tmp_path / "betons"),
+                "--max-resolution",
+                "64",
+                "--write-mode",
+                "jpg",
+            ]
+        )
+        == 0
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     try:
-        done = subprocess.run([sys.executable, "-c", _ITERATE, str(tmp_path)], env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", _ITERATE, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("FFCV CPU pipeline did not finish in 300 s (group_operations hang?)")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,6 +100,5 @@ def test_guard_refuses_compiled_after_torch():
     with pytest.raises(DataError, match="RandomHorizontalFlip after torch op ToTensor"):
         assert_pipeline_safe([SimpleRGBImageDecoder(), ToTensor(), RandomHorizontalFlip()])
     # compiled ops first, then torch ones: accepted
-    assert_pipeline_safe([SimpleRGBImageDecoder(), RandomHorizontalFlip(), norm, ToTensor(),
-                          ToTorchImage()])
+    assert_pipeline_safe([SimpleRGBImageDecoder(), RandomHorizontalFlip(), norm, ToTensor(), ToTorchImage()])
     assert_pipeline_safe([IntDecoder(), ToTensor()])

@@ -1,6 +1,7 @@
 """Gloo DDP with 2 CPU processes (torchrun): identical weights and masks on both ranks, and the
 same result as one process with the same global batch (``data.batch_size`` is global), within
 tolerance."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,14 @@ import subprocess
 from conftest import REPO, cli, small_overrides, train
 
 COMMON = [
-    "trainer.epochs=3", "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=2",
-    "sparsity.update_frequency=1", "sparsity.sparsity=0.8", "trainer.device=cpu", "trainer.resume=never",
+    "trainer.epochs=3",
+    "lr_schedule.warmup_epochs=0.5",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.8",
+    "trainer.device=cpu",
+    "trainer.resume=never",
 ]
 
 
@@ -21,9 +28,21 @@ def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # no hydra.run.dir: the ranks compose their configs apart in time, yet share one run dir
     proc = subprocess.run(
-        [cli("torchrun"), "--standalone", "--nproc_per_node=2", "-m", "acdc_exp.cli.train",
-         *small_overrides(runs_root), *COMMON, "data.batch_size=64"],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
+        [
+            cli("torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "acdc_exp.cli.train",
+            *small_overrides(runs_root),
+            *COMMON,
+            "data.batch_size=64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dirs = [p for p in runs_root.glob("*/*") if p.is_dir()]

@@ -5,6 +5,7 @@ model's top-1 on digits, and ``acdc-export --benchmark`` reports speed on a real
 
 DeepSparse lives in its own venv (``make deepsparse``; ``make test`` creates it): its tests
 are skipped where it is not set up."""
+
 from __future__ import annotations
 
 import json
@@ -15,30 +16,31 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import QAT_RUN, cli
 from omegaconf import open_dict
+from test_export import pruned, qat
+from wandb_records import read_run
 
 from acdc_exp.config.compose import compose_config, finalize
 from acdc_exp.errors import ConfigError
-from acdc_exp.loggers.wandb_reader import read_run
 from acdc_exp.quantization.export import export_member
-from acdc_exp.quantization.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.quantization.onnx_check import ort_session
-from acdc_exp.speed.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
+from acdc_exp.quantization.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.runs.train import run_training
-from conftest import cli
-from test_export import pruned, qat
+from acdc_exp.speed.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
 
 needs_deepsparse = pytest.mark.skipif(deepsparse_python() is None, reason="DeepSparse venv not set up (make deepsparse)")
 # the loaders DeepSparse 1.8 bundles (its ONNX Runtime): IR <= 9, ai.onnx opset <= 19
 DEEPSPARSE_MAX_IR, DEEPSPARSE_MAX_OPSET = 9, 19
 
-# AC/DC at 90% then QAT on digits (tests/test_qat_train.py's schedule), logged to W&B offline
-QAT_RUN = [
-    "trainer.epochs=6", "lr_schedule.warmup_epochs=0.5", "lr_schedule.peak_lr=0.1",
-    "sparsity.start_epoch=0", "sparsity.end_epoch=2", "sparsity.update_frequency=1", "sparsity.sparsity=0.9",
-    "quantization=qat", "quantization.start_epoch=4", "quantization.disable_observer_epoch=5",
-    "quantization.freeze_bn_stats_epoch=5.5", "logger=wandb", "logger.mode=offline",
-    "trainer.num_threads=1", "trainer.progress=false", "data.num_workers=1",
+# AC/DC at 90% then QAT on digits (conftest's QAT_RUN schedule), logged to W&B offline
+DEPLOY_RUN = [
+    *QAT_RUN,
+    "logger=wandb",
+    "logger.mode=offline",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "data.num_workers=1",
 ]
 
 
@@ -74,14 +76,24 @@ def test_default_opsets_and_ir_versions_fit_deepsparse(exported):
 def test_user_overrides_of_opset_and_ir_version(tmp_path):
     model, _ = pruned()
     model = qat(model)
-    files = export_member(model, "final", tmp_path, res=32, fmt="qoperator", batch=4,
-                          versions=OnnxVersions(opset_fp32=19, opset_int8=17, ir_version=9))
+    files = export_member(
+        model,
+        "final",
+        tmp_path,
+        res=32,
+        fmt="qoperator",
+        batch=4,
+        versions=OnnxVersions(opset_fp32=19, opset_int8=17, ir_version=9),
+    )
     got = {f.kind: onnx.load(f.path) for f in files}
     assert _opset(got["fp32"]) == 19 and _opset(got["qoperator"]) == 17
     assert got["fp32"].ir_version == got["qoperator"].ir_version == 9
     assert all(f.agreement.ok for f in files)
-    for bad, allowed in [(OnnxVersions(opset_fp32=17), "allowed: 18.."), (OnnxVersions(opset_int8=12), "allowed: 13.."),
-                         (OnnxVersions(ir_version=99), "allowed: 3..")]:
+    for bad, allowed in [
+        (OnnxVersions(opset_fp32=17), "allowed: 18.."),
+        (OnnxVersions(opset_int8=12), "allowed: 13.."),
+        (OnnxVersions(ir_version=99), "allowed: 3.."),
+    ]:
         with pytest.raises(ConfigError, match=allowed):
             bad.check()
     with pytest.raises(ConfigError, match=r"ir_version=7 is too old for opset .*19.*allowed: 9\.\."):
@@ -90,8 +102,17 @@ def test_user_overrides_of_opset_and_ir_version(tmp_path):
 
 @needs_deepsparse
 def test_every_export_loads_in_deepsparse_and_qoperator_runs_fully(exported):
-    answer = run_deepsparse({"files": [f.path for f in exported.values()], "threads": 1, "batches": [1, 3],
-                             "repeats": {"1": 2, "3": 2}, "warmup": {"1": 1, "3": 1}, "res": 32, "seed": 0})
+    answer = run_deepsparse(
+        {
+            "files": [f.path for f in exported.values()],
+            "threads": 1,
+            "batches": [1, 3],
+            "repeats": {"1": 2, "3": 2},
+            "warmup": {"1": 1, "3": 1},
+            "res": 32,
+            "seed": 0,
+        }
+    )
     assert answer["deepsparse"] == "1.8.0"
     for kind, f in exported.items():
         got = answer["files"][f.path]
@@ -118,10 +139,10 @@ def qat_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("deploy_run") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_DATA_DIR", str(run_dir.parent / "wandb_data"))
-        cfg = finalize(compose_config(QAT_RUN), QAT_RUN)
+        cfg = finalize(compose_config(DEPLOY_RUN), DEPLOY_RUN)
         with open_dict(cfg):
             cfg.paths.run_dir = str(run_dir)
-        summary = run_training(cfg, QAT_RUN)
+        summary = run_training(cfg, DEPLOY_RUN)
     return run_dir, summary
 
 
@@ -129,9 +150,20 @@ def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):
     run_dir, summary = qat_run
     out = tmp_path / "onnx"
     proc = subprocess.run(
-        [cli("acdc-export"), f"checkpoint={run_dir}", "format=qoperator", f"out={out}", "--benchmark", "threads=1",
-         "bench_batch=4", "repeats=3", "batch_repeats=2"],
-        capture_output=True, text=True, timeout=600,
+        [
+            cli("acdc-export"),
+            f"checkpoint={run_dir}",
+            "format=qoperator",
+            f"out={out}",
+            "--benchmark",
+            "threads=1",
+            "bench_batch=4",
+            "repeats=3",
+            "batch_repeats=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "speed_report.json").read_text())
@@ -149,7 +181,7 @@ def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):
         if r["engine"] == "deepsparse":
             assert r["supported"] == 1.0
     # the console table: one line per row, numbers as in the JSON
-    table = proc.stdout[proc.stdout.index("### Speed"):]
+    table = proc.stdout[proc.stdout.index("### Speed") :]
     for r in report["rows"]:
         assert f"| {r['file']} | {r['engine']} |" in table and f"{r['latency_ms']:.2f}" in table
     # the run's W&B record now holds the report (read back from the .wandb files)
@@ -162,8 +194,8 @@ def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):
 
 @needs_deepsparse
 def test_deepsparse_int8_top1_matches_torch_int8_on_digits(qat_run, tmp_path):
-    from acdc_exp.runs.export import val_images as _val_images
     from acdc_exp.quantization.qat import convert_to_int8
+    from acdc_exp.runs.export import val_images as _val_images
     from acdc_exp.runs.members import load_member
 
     run_dir, summary = qat_run
@@ -183,20 +215,23 @@ def test_deepsparse_int8_top1_matches_torch_int8_on_digits(qat_run, tmp_path):
 
 
 def _val_labels(config) -> np.ndarray:
-    from acdc_exp.runs.evaluate import compose_for_member as _compose
     from acdc_exp.data import build_data
+    from acdc_exp.runs.evaluate import compose_for_member as _compose
 
     cfg = _compose([], config)
     data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=torch.device("cpu"), seed=int(cfg.seed))
     return torch.cat([y for _, y in data.val_batches()]).numpy()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--benchmark", "threads=0"], "threads"),
-    (["threads=2"], "threads= only applies with --benchmark"),
-    (["--benchmark", "deepsparse=maybe"], "deepsparse='maybe' is not allowed; allowed: auto, off, required"),
-    (["opset_fp32=12"], "opset_fp32=12 is not supported; allowed: 18.."),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--benchmark", "threads=0"], "threads"),
+        (["threads=2"], "threads= only applies with --benchmark"),
+        (["--benchmark", "deepsparse=maybe"], "deepsparse='maybe' is not allowed; allowed: auto, off, required"),
+        (["opset_fp32=12"], "opset_fp32=12 is not supported; allowed: 18.."),
+    ],
+)
 def test_cli_bad_values_are_one_line(qat_run, args, message):
     run_dir, _ = qat_run
     before = sorted(p.name for p in run_dir.rglob("*"))
@@ -217,10 +252,16 @@ def _mean_graph(axes: list[int], keepdims: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-@pytest.mark.parametrize("axes, keepdims, pooled", [
-    ([2, 3], 1, True), ([-1, -2], 1, True),  # the spatial mean: a global average pool
-    ([2, 3], 0, False), ([1], 1, False), ([1, 2, 3], 1, False),  # anything else stays
-])
+@pytest.mark.parametrize(
+    "axes, keepdims, pooled",
+    [
+        ([2, 3], 1, True),
+        ([-1, -2], 1, True),  # the spatial mean: a global average pool
+        ([2, 3], 0, False),
+        ([1], 1, False),
+        ([1, 2, 3], 1, False),  # anything else stays
+    ],
+)
 def test_pool_from_spatial_mean_rewrites_only_the_global_pool(tmp_path, axes, keepdims, pooled):
     from acdc_exp.quantization.onnx_compat import pool_from_spatial_mean
 

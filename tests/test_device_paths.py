@@ -1,6 +1,7 @@
 """The paths the reference job takes on GPUs, run where they can run here (CPU): AMP modes
 (bf16 autocast, fp16 with a GradScaler), channels_last with masks and QAT, resuming across an
 AMP change, determinism flags, and evaluation that leaves the model as it found it."""
+
 from __future__ import annotations
 
 import copy
@@ -9,6 +10,7 @@ import os
 import pytest
 import torch
 import torch.ao.quantization as tq
+from conftest import load_state, train
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.models import build_model
@@ -17,15 +19,24 @@ from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.metrics import evaluate
 from acdc_exp.training.precision import AMP_MODES, CUBLAS_WORKSPACE, configure_determinism, resolve_precision
-from conftest import load_state, train
 
 CPU = torch.device("cpu")
 # 4 epochs of 12 batches: dense [0,1), compressed from 1 at 80% (block4), QAT from 3
 SHORT_QAT = [
-    "trainer.epochs=4", "data.limit_train_batches=12", "data.limit_val_batches=1", "lr_schedule.warmup_epochs=0.5",
-    "lr_schedule.peak_lr=0.1", "sparsity.start_epoch=0", "sparsity.end_epoch=2", "sparsity.update_frequency=1",
-    "sparsity.sparsity=0.8", "sparsity.mask_type=block4", "quantization=qat", "quantization.start_epoch=3",
-    "quantization.disable_observer_epoch=3.5", "quantization.freeze_bn_stats_epoch=3.75",
+    "trainer.epochs=4",
+    "data.limit_train_batches=12",
+    "data.limit_val_batches=1",
+    "lr_schedule.warmup_epochs=0.5",
+    "lr_schedule.peak_lr=0.1",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.8",
+    "sparsity.mask_type=block4",
+    "quantization=qat",
+    "quantization.start_epoch=3",
+    "quantization.disable_observer_epoch=3.5",
+    "quantization.freeze_bn_stats_epoch=3.75",
 ]
 
 
@@ -72,8 +83,19 @@ def test_masks_of_a_channels_last_model_equal_those_of_its_nchw_twin(mask_type):
     nchw = build_model(name="resnet_small", num_classes=10)
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     params = ["layer*.conv*.weight"]
-    plan = StepPlan(step=0, epoch=0.0, lr=0.1, weight_decay=0.0, phase="compressed", sparsity=0.5, update_masks=True,
-                    qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+    plan = StepPlan(
+        step=0,
+        epoch=0.0,
+        lr=0.1,
+        weight_decay=0.0,
+        phase="compressed",
+        sparsity=0.5,
+        update_masks=True,
+        qat_active=False,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
+    )
     masks = []
     for model in (nchw, nhwc):
         sparsifier = Sparsifier(model, params=params, mask_type=mask_type)
@@ -96,9 +118,15 @@ def test_compiled_acdc_qat_run(run_dir):
 @pytest.mark.parametrize("first, then", [("off", "fp16"), ("fp16", "off"), ("bf16", "fp16")])
 def test_resume_across_an_amp_change(tmp_path, first, then):
     run = tmp_path / "run"
-    common = ["trainer.epochs=2", "data.limit_train_batches=4", "data.limit_val_batches=1",
-              "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=1",
-              "sparsity.update_frequency=1"]
+    common = [
+        "trainer.epochs=2",
+        "data.limit_train_batches=4",
+        "data.limit_val_batches=1",
+        "lr_schedule.warmup_epochs=0.5",
+        "sparsity.start_epoch=0",
+        "sparsity.end_epoch=1",
+        "sparsity.update_frequency=1",
+    ]
     train(common + [f"trainer.amp={first}", "trainer.max_steps=5"], run)
     scaler = load_state(run / "checkpoints" / "last.pt")["scaler"]
     assert bool(scaler) == (first == "fp16")  # a disabled scaler saves nothing
@@ -131,8 +159,7 @@ def test_evaluation_changes_no_model_state():
 
 def test_determinism_flags(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.are_deterministic_algorithms_enabled())
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
     try:
         configure_determinism(True, CPU)
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE

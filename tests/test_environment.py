@@ -1,4 +1,5 @@
 """The environment is the locked one, and the lock covers what pyproject.toml asks for."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,9 @@ def test_a_drifted_package_is_named(tmp_path):
     lock = tmp_path / "lock.txt"
     pins = locked_versions(LOCK)
     lock.write_text(LOCK.read_text().replace(f"numpy=={pins['numpy']}", "numpy==1.0.0"))
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_lock.py"), "--lock", str(lock)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_lock.py"), "--lock", str(lock)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert f"numpy: locked 1.0.0, installed {pins['numpy']}" in proc.stderr
 

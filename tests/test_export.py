@@ -1,5 +1,6 @@
 """ONNX export of pruned float and QAT models (random weights and inputs), checked in
 onnxruntime; per-layer sparsity read back from the files; the acdc-export console script."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import cli
 from omegaconf import OmegaConf, open_dict
 
 from acdc_exp.models import build_model
@@ -19,7 +21,6 @@ from acdc_exp.quantization.onnx_check import ort_session
 from acdc_exp.quantization.onnx_graph import initializers, producers
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
-from conftest import cli
 
 PRUNED = ["layer*.conv*.weight", "layer*.downsample.0.weight"]
 
@@ -126,21 +127,30 @@ def _fake_run(tmp_path, prepared: bool):
         qat(model)
     ck = tmp_path / "checkpoints"
     ck.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "quantizer": {"prepared": prepared}, "sparsifier": sp.state_dict(),
-                "config": OmegaConf.to_container(cfg, resolve=True)}, ck / "final.pt")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "quantizer": {"prepared": prepared},
+            "sparsifier": sp.state_dict(),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+        ck / "final.pt",
+    )
     return model
 
 
 def test_acdc_export_console_script(tmp_path):
     _fake_run(tmp_path, prepared=True)
-    proc = subprocess.run([cli("acdc-export"), f"checkpoint={tmp_path}", "format=qoperator"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [cli("acdc-export"), f"checkpoint={tmp_path}", "format=qoperator"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "final_int8_qoperator.onnx" in proc.stdout and "| layer1.0.conv1 | QLinearConv | int8" in proc.stdout
     report = json.loads((tmp_path / "export" / "export_report.json").read_text())
     assert report["all_ok"] and [f["kind"] for f in report["files"]] == ["fp32", "qoperator"]
     assert (tmp_path / "export" / "final_fp32.onnx").stat().st_size > 0
     # no dense member in this run: asking for it is a one-line error
-    proc = subprocess.run([cli("acdc-export"), f"checkpoint={tmp_path}", "member=dense"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [cli("acdc-export"), f"checkpoint={tmp_path}", "member=dense"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "no dense member" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
 """bench/gpu_check.py's CPU path: the same code the GPU check runs, on a tiny model."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,31 @@ from conftest import REPO
 def test_gpu_check_runs_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--model", "resnet_small",
-         "--classes", "10", "--batch", "8", "--res", "32", "--steps", "2", "--warmup", "1", "--no-compile",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        [
+            sys.executable,
+            str(REPO / "bench" / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--model",
+            "resnet_small",
+            "--classes",
+            "10",
+            "--batch",
+            "8",
+            "--res",
+            "32",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--no-compile",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -29,7 +51,12 @@ def test_gpu_check_runs_on_cpu(tmp_path):
 
 
 def test_gpu_check_without_a_gpu_says_so():
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py")], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gpu_check: error: --device cuda but no CUDA device is visible; allowed here: --device cpu"

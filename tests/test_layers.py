@@ -1,5 +1,6 @@
 """The package's layers import downward only: no cycle between subpackages (function-level
 imports count too), and nothing outside ``acdc_exp.cli`` imports the CLI."""
+
 from __future__ import annotations
 
 import ast
@@ -69,3 +70,9 @@ def test_no_cycle_between_subpackages():
 def test_nothing_imports_the_cli():
     edges = import_graph()
     assert sorted(src for src, dsts in edges.items() if "cli" in dsts) == []
+
+
+def test_modules_stay_small():
+    lines = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")}
+    assert {name: n for name, n in lines.items() if n > 400} == {}
+    assert lines["training/trainer.py"] <= 300  # the trainer only loops; the run's end is runs/finish.py

@@ -1,17 +1,12 @@
 """Magnitude masks: exact prune counts, block/N:M structure, ties, edge cases and errors."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from acdc_exp.errors import ConfigError
-from acdc_exp.sparsity.masks import (
-    apply_mask_,
-    check_sparsity,
-    compute_mask,
-    mask_sparsity,
-    parse_mask_type,
-)
+from acdc_exp.sparsity.masks import apply_mask_, check_sparsity, compute_mask, mask_sparsity, parse_mask_type
 
 torch.set_num_threads(1)
 
@@ -40,8 +35,7 @@ def _blocks(mask_or_w: torch.Tensor, width: int = 4) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "shape,sparsity",
-    [((10, 7), 0.3), ((64, 32, 3, 3), 0.85), ((5,), 0.5), ((3, 5, 1, 1), 0.45), ((1000, 13), 0.999)],
+    "shape,sparsity", [((10, 7), 0.3), ((64, 32, 3, 3), 0.85), ((5,), 0.5), ((3, 5, 1, 1), 0.45), ((1000, 13), 0.999)]
 )
 def test_unstructured_prunes_exactly_round_count_of_smallest(shape, sparsity):
     w = _rand(*shape)

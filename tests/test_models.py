@@ -1,4 +1,5 @@
 """Model builders: torchvision ResNets with local pretrained weights, the small ResNet, errors."""
+
 from __future__ import annotations
 
 import pytest

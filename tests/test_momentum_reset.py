@@ -1,5 +1,6 @@
 """sparsity.reset_momentum: ``all`` against SparseML 1.8's ACDCPruningModifier step by step,
 ``pruned`` and ``none`` against their definitions, and bad values refused in one line."""
+
 from __future__ import annotations
 
 import copy
@@ -16,14 +17,31 @@ from acdc_exp.sparsity.sparsifier import Sparsifier
 
 PRUNED = ["0.weight", "3.weight"]
 # (phase, recompute masks) per step: dense warm-up, compressed, dense, compressed, dense
-SCHEDULE = [("dense", False)] * 2 + [("compressed", True)] + [("compressed", False)] * 2 \
-    + [("dense", False)] * 3 + [("compressed", True)] + [("compressed", False)] + [("dense", False)] * 2
+SCHEDULE = (
+    [("dense", False)] * 2
+    + [("compressed", True)]
+    + [("compressed", False)] * 2
+    + [("dense", False)] * 3
+    + [("compressed", True)]
+    + [("compressed", False)]
+    + [("dense", False)] * 2
+)
 
 
 def plan(step: int, phase: str, update: bool) -> StepPlan:
-    return StepPlan(step=step, epoch=float(step), lr=0.05, weight_decay=1e-2, phase=phase,
-                    sparsity=0.7 if phase == "compressed" else 0.0, update_masks=update,
-                    qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+    return StepPlan(
+        step=step,
+        epoch=float(step),
+        lr=0.05,
+        weight_decay=1e-2,
+        phase=phase,
+        sparsity=0.7 if phase == "compressed" else 0.0,
+        update_masks=update,
+        qat_active=False,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
+    )
 
 
 def sgd(model: nn.Module, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:
@@ -32,8 +50,9 @@ def sgd(model: nn.Module, momentum: float = 0.9, nesterov: bool = True) -> torch
 
 def model_and_optimizer():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
-                          nn.Linear(8 * 4 * 4, 4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 4)
+    )
     return model, sgd(model)
 
 
@@ -214,8 +233,13 @@ def test_trainer_run_settles_and_resumes_bit_identically(tmp_path):
     (momentum 0.1), a stop after it settled, and a resume that lands on the same weights."""
     from conftest import assert_same_final_weights, load_state, train
 
-    run = ["trainer.epochs=4", "lr_schedule.warmup_epochs=0.5", "optimizer.momentum=0.1", "sparsity.sparsity=0.8",
-           "sparsity.phases=[{start_epoch: 0, end_epoch: 1, phase: dense}, {start_epoch: 1, end_epoch: 4, phase: compressed}]"]
+    run = [
+        "trainer.epochs=4",
+        "lr_schedule.warmup_epochs=0.5",
+        "optimizer.momentum=0.1",
+        "sparsity.sparsity=0.8",
+        "sparsity.phases=[{start_epoch: 0, end_epoch: 1, phase: dense}, {start_epoch: 1, end_epoch: 4, phase: compressed}]",
+    ]
     full, part = tmp_path / "full", tmp_path / "part"
     train(run, full)
     final = load_state(full / "checkpoints" / "final.pt")

@@ -1,19 +1,25 @@
 """2:4 (N:M) masks through the trainer: training keeps the pattern, a resume mid compressed
 phase is bit-identical to an uninterrupted run, and the ONNX export carries the pattern."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import onnx
+from conftest import assert_same_final_weights, load_state, train
 
 from acdc_exp.quantization.onnx_graph import initializers
-from conftest import assert_same_final_weights, load_state, train
 
 # dense [0,1), compressed [1,2) (masks recomputed at end_epoch 2), compressed to the end
 NM_SHORT = [
-    "trainer.epochs=3", "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=2",
-    "sparsity.update_frequency=1", "sparsity.mask_type=2:4", "sparsity.sparsity=0.5",
+    "trainer.epochs=3",
+    "lr_schedule.warmup_epochs=0.5",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "sparsity.mask_type=2:4",
+    "sparsity.sparsity=0.5",
 ]
 
 

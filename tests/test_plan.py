@@ -1,4 +1,5 @@
 """The pure step plan: AC/DC phases with SparseML semantics, LR functions, QAT switches."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import pytest
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan import Plan
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at
-from acdc_exp.plan.sparsity_schedule import ACDCSchedule, ExplicitPhaseSchedule, GMPSchedule
 from acdc_exp.plan.plan import QATSchedule
+from acdc_exp.plan.sparsity_schedule import ACDCSchedule, ExplicitPhaseSchedule, GMPSchedule
 
 
 def phase_runs(schedule, epochs: int):
@@ -43,7 +44,10 @@ def test_acdc_phase_table_matches_the_reference_recipe():
 def test_acdc_fractional_epochs_and_first_step_past_boundary():
     spe = 7  # boundaries do not fall on steps: updates happen at the first step at or past them
     plan = Plan(
-        epochs=12, steps_per_epoch=spe, lr_segments=[LRSegment("constant", 0, None, 0.1)], weight_decay=0.0,
+        epochs=12,
+        steps_per_epoch=spe,
+        lr_segments=[LRSegment("constant", 0, None, 0.1)],
+        weight_decay=0.0,
         sparsity=ACDCSchedule(0.9, start_epoch=1.5, end_epoch=9.5, update_frequency=2),
     )
     updates = [s for s in range(plan.total_steps) if plan.at(s).update_masks]
@@ -59,7 +63,16 @@ def test_acdc_fractional_epochs_and_first_step_past_boundary():
 def test_explicit_phases_express_the_paper_variant():
     s = ExplicitPhaseSchedule(0.9, [(4, 7, "compressed"), (7, 10, "dense"), (10, 13, "compressed"), (13, 30, "compressed")])
     assert [s.phase(e) for e in (0, 3.9, 4, 6.9, 7, 9.9, 10, 12, 13, 40)] == [
-        "dense", "dense", "compressed", "compressed", "dense", "dense", "compressed", "compressed", "compressed", "compressed"
+        "dense",
+        "dense",
+        "compressed",
+        "compressed",
+        "dense",
+        "dense",
+        "compressed",
+        "compressed",
+        "compressed",
+        "compressed",
     ]
     assert s.update_epochs() == [4, 10, 13]  # back-to-back compressed phases recompute at their boundary
     assert s.dense_member_epoch() == 10
@@ -96,7 +109,10 @@ def test_lr_segments_follow_sparseml_semantics():
 
 def test_qat_switches_and_weight_decay():
     plan = Plan(
-        epochs=10, steps_per_epoch=4, lr_segments=[LRSegment("constant", 0, None, 0.1)], weight_decay=1e-4,
+        epochs=10,
+        steps_per_epoch=4,
+        lr_segments=[LRSegment("constant", 0, None, 0.1)],
+        weight_decay=1e-4,
         weight_decay_segments=[WeightDecaySegment(3, 1e-5)],
         qat=QATSchedule(True, start_epoch=7, disable_observer_epoch=8, freeze_bn_stats_epoch=9),
     )
@@ -130,14 +146,14 @@ def test_negative_lr_is_refused():
 def test_regrowth_epochs_and_dense_phase_lr_ramp():
     acdc = ACDCSchedule(0.9, start_epoch=2, end_epoch=26, update_frequency=3)
     assert acdc.regrowth_epochs() == [8.0, 14.0, 20.0]  # not 2: nothing was pruned before it
-    paper = ExplicitPhaseSchedule(0.9, [(4, 7, "compressed"), (7, 10, "dense"), (10, 13, "compressed"),
-                                        (13, 16, "dense"), (16, 30, "compressed")])
+    paper = ExplicitPhaseSchedule(
+        0.9, [(4, 7, "compressed"), (7, 10, "dense"), (10, 13, "compressed"), (13, 16, "dense"), (16, 30, "compressed")]
+    )
     assert paper.regrowth_epochs() == [7.0, 13.0]
     assert GMPSchedule(0.9, 0.05, 2, 20, 1).regrowth_epochs() == []
     seg = [LRSegment("constant", 0.0, None, 0.2, 0.2)]
     plain = Plan(epochs=30, steps_per_epoch=10, lr_segments=seg, weight_decay=0.0, sparsity=acdc)
-    ramp = Plan(epochs=30, steps_per_epoch=10, lr_segments=seg, weight_decay=0.0, sparsity=acdc,
-                dense_phase_warmup_epochs=1.0)
+    ramp = Plan(epochs=30, steps_per_epoch=10, lr_segments=seg, weight_decay=0.0, sparsity=acdc, dense_phase_warmup_epochs=1.0)
     assert [round(ramp.at(s).lr, 6) for s in (79, 80, 84, 89, 90)] == [0.2, 0.02, 0.1, 0.2, 0.2]
     assert all(plain.at(s).lr == 0.2 for s in range(300))
     # only the ramp's steps differ; the pre-start dense phase (epochs 0-2) has none

@@ -1,5 +1,6 @@
 """QATController on real models and random inputs: module swap, masks through fake quant and
 int8, observer/BN freezes, regions, and resume from state dicts."""
+
 from __future__ import annotations
 
 import copy
@@ -7,6 +8,7 @@ import copy
 import pytest
 import torch
 import torch.ao.quantization as tq
+from conftest import AVX2_INT8_KERNELS, int8_vs_qat
 from torch import nn
 
 from acdc_exp.errors import ConfigError
@@ -14,14 +16,24 @@ from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
-from conftest import AVX2_INT8_KERNELS, int8_vs_qat
 
 PRUNED = ["layer*.conv*.weight", "layer*.downsample.0.weight"]
 
 
 def plan(step: int, *, qat: bool = True, obs: bool = False, bn: bool = False, phase: str = "compressed") -> StepPlan:
-    return StepPlan(step=step, epoch=float(step), lr=0.01, weight_decay=0.0, phase=phase, sparsity=0.9,
-                    update_masks=False, qat_active=qat, qat_start=False, observers_frozen=obs, bn_frozen=bn)
+    return StepPlan(
+        step=step,
+        epoch=float(step),
+        lr=0.01,
+        weight_decay=0.0,
+        phase=phase,
+        sparsity=0.9,
+        update_masks=False,
+        qat_active=qat,
+        qat_start=False,
+        observers_frozen=obs,
+        bn_frozen=bn,
+    )
 
 
 def pruned_small(seed: int = 0, sparsity: float = 0.9):

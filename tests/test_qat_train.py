@@ -1,5 +1,6 @@
 """QAT at the end of AC/DC through the trainer on digits: accuracy, masks in int8, freezes in
 the saved state, resume mid-QAT, and acdc-eval / acdc-export on the finished run."""
+
 from __future__ import annotations
 
 import json
@@ -7,18 +8,7 @@ import subprocess
 
 import pytest
 import torch
-
-from conftest import AVX2_INT8_KERNELS, assert_same_final_weights, cli, int8_vs_qat, load_state, train
-
-# dense [0,1), compressed from 1 (masks fixed after 2) at 90%, QAT from 4; observers freeze at
-# 5 and BN statistics at 5.5, where the cosine lr is ~0.002 (frozen-BN QAT with per-tensor
-# weights diverges at lr >~ 0.005 on this model, as BN-folded QAT is known to need a small lr)
-QAT_RUN = [
-    "trainer.epochs=6", "lr_schedule.warmup_epochs=0.5", "lr_schedule.peak_lr=0.1",
-    "sparsity.start_epoch=0", "sparsity.end_epoch=2", "sparsity.update_frequency=1", "sparsity.sparsity=0.9",
-    "quantization=qat", "quantization.start_epoch=4", "quantization.disable_observer_epoch=5",
-    "quantization.freeze_bn_stats_epoch=5.5",
-]
+from conftest import AVX2_INT8_KERNELS, QAT_RUN, assert_same_final_weights, cli, int8_vs_qat, load_state, train
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +20,9 @@ def qat_run(tmp_path_factory):
 
 
 def test_qat_keeps_top1_of_the_sparse_float_model(qat_run):
-    from acdc_exp.runs.evaluate import compose_for_member as _compose
     from acdc_exp.data import build_data
     from acdc_exp.quantization.float_view import float_view
+    from acdc_exp.runs.evaluate import compose_for_member as _compose
     from acdc_exp.runs.members import load_member
     from acdc_exp.training.metrics import evaluate
 
@@ -121,10 +111,19 @@ def test_acdc_export_of_the_run_agrees_on_real_images(qat_run, tmp_path):
 
 # a cheaper run for resume: 3 epochs of 6 batches, QAT from epoch 1, freezes inside epoch 2
 RESUME_RUN = [
-    "trainer.epochs=3", "data.limit_train_batches=6", "data.limit_val_batches=1", "lr_schedule.warmup_epochs=0.5",
-    "lr_schedule.peak_lr=0.05", "sparsity.start_epoch=0", "sparsity.end_epoch=1", "sparsity.update_frequency=1",
-    "sparsity.sparsity=0.8", "quantization=qat", "quantization.start_epoch=1",
-    "quantization.disable_observer_epoch=2", "quantization.freeze_bn_stats_epoch=2.5",
+    "trainer.epochs=3",
+    "data.limit_train_batches=6",
+    "data.limit_val_batches=1",
+    "lr_schedule.warmup_epochs=0.5",
+    "lr_schedule.peak_lr=0.05",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=1",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.8",
+    "quantization=qat",
+    "quantization.start_epoch=1",
+    "quantization.disable_observer_epoch=2",
+    "quantization.freeze_bn_stats_epoch=2.5",
 ]
 
 

@@ -1,4 +1,5 @@
 """Recipe files -> config sections: loading, modifiers, name translation, errors."""
+
 from __future__ import annotations
 
 import textwrap
@@ -239,7 +240,6 @@ def test_load_recipe_exposes_variables_and_modifiers():
         "LearningRateFunctionModifier",
         "QuantizationModifier",
     ]
-
 
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path):

@@ -1,4 +1,5 @@
 """Recipe variables: the safe ``eval(...)`` evaluator, dependency order and recipe_args."""
+
 from __future__ import annotations
 
 import time

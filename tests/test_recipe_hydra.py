@@ -1,5 +1,6 @@
 """Recipes through Hydra: ``recipe=`` vs the shipped experiment, the plan they produce,
 command-line precedence, and ``acdc-recipe`` output composed as an experiment."""
+
 from __future__ import annotations
 
 import math
@@ -48,7 +49,10 @@ def _with_recipe(overrides: List[str]) -> DictConfig:
 def _schedule(cfg: DictConfig, keys) -> dict:
     """The sections a recipe determines, as plain containers."""
     # section by section: paths.run_dir needs the hydra: resolver, unset outside an app
-    c = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "lr_schedule", "optimizer", "sparsity", "quantization")}
+    c = {
+        k: OmegaConf.to_container(cfg[k], resolve=True)
+        for k in ("trainer", "lr_schedule", "optimizer", "sparsity", "quantization")
+    }
     return {
         "epochs": c["trainer"]["epochs"],
         "segments": c["lr_schedule"]["segments"],
@@ -67,12 +71,27 @@ def recipe_keys():
     keys = {"sparsity": sorted(sections["sparsity"]), "quantization": sorted(sections["quantization"])}
     # everything the schema's sparsity/quantization schedule fields hold is set by the recipe
     assert set(keys["sparsity"]) >= {
-        "method", "sparsity", "mask_type", "global_sparsity", "params", "start_epoch", "end_epoch",
-        "update_frequency", "phases", "reset_momentum", "dead_channels", "dense_phase_warmup_epochs",
+        "method",
+        "sparsity",
+        "mask_type",
+        "global_sparsity",
+        "params",
+        "start_epoch",
+        "end_epoch",
+        "update_frequency",
+        "phases",
+        "reset_momentum",
+        "dead_channels",
+        "dense_phase_warmup_epochs",
         "min_kept_per_channel",
     }
     assert set(keys["quantization"]) == {
-        "enabled", "start_epoch", "submodules", "disable_observer_epoch", "freeze_bn_stats_epoch", "reduce_range",
+        "enabled",
+        "start_epoch",
+        "submodules",
+        "disable_observer_epoch",
+        "freeze_bn_stats_epoch",
+        "reduce_range",
     }
     return keys
 
@@ -223,8 +242,7 @@ def test_cli_show_and_errors(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("n: eval(__import__('os').getcwd())\nmodifiers:\n  - !EpochRangeModifier\n    end_epoch: 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "acdc_exp.cli.recipe", "show", str(bad)], capture_output=True, text=True, env=env,
-        timeout=120,
+        [sys.executable, "-m", "acdc_exp.cli.recipe", "show", str(bad)], capture_output=True, text=True, env=env, timeout=120
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1

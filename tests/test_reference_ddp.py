@@ -3,6 +3,7 @@ ImageNet-layout tree -> .beton files -> FFCV -> ResNet-50 at 64 px -> the model 
 scaled down (dense, compressed, QAT) -> int8 -> ONNX. A second run gets SIGTERM on both ranks
 in the middle of a compressed phase, resumes, and must end with the uninterrupted run's
 weights and masks; validation counts every image once."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, assert_same_final_weights, cli, load_state, reference_betons
 
 pytestmark = pytest.mark.slow
@@ -22,25 +22,46 @@ pytestmark = pytest.mark.slow
 RECIPE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
 # 7 epochs of 4 steps: warm-up [0,1), dense [1,2), compressed [2,3), dense [3,4), compressed
 # from 4, QAT [5,7) (steps: compressed 8-11 and from 16, QAT from 20; observers off at 22, BN at 24)
-RECIPE_ARGS = ("{num_epochs: 7, lr_warmup_epochs: 1, quantization_epochs: 2, pruning_update_frequency: 1, "
-               "quantization_keep_bn_epochs: 1, quantization_observer_epochs: 0.5}")
+RECIPE_ARGS = (
+    "{num_epochs: 7, lr_warmup_epochs: 1, quantization_epochs: 2, pruning_update_frequency: 1, "
+    "quantization_keep_bn_epochs: 1, quantization_observer_epochs: 0.5}"
+)
 VAL_IMAGES = 5 * 3  # odd: a padded shard would count one image twice
 
 
 @pytest.fixture(scope="module")
 def reference_data(tmp_path_factory):
-    return reference_betons(tmp_path_factory.mktemp("reference"), classes=5, per_class=8, val_per_class=3,
-                            max_side=110, max_resolution=80)
+    return reference_betons(
+        tmp_path_factory.mktemp("reference"), classes=5, per_class=8, val_per_class=3, max_side=110, max_resolution=80
+    )
 
 
 def _command(betons: Path, pretrained: Path, run: Path) -> list:
     return [
-        cli("torchrun"), "--standalone", "--nproc_per_node=2", "-m", "acdc_exp.cli.train",
-        "experiment=resnet50_imagenet_acdc85_quant", f"recipe={RECIPE}", f"recipe_args={RECIPE_ARGS}",
-        f"model.weights={pretrained}", f"data.train_path={betons / 'train.beton'}", f"data.val_path={betons / 'val.beton'}",
-        "data.num_classes=5", "data.res=64", "data.val_res=64", "data.batch_size=8", "data.val_batch_size=8",
-        "data.num_workers=1", "data.limit_train_batches=4", "trainer.num_threads=1", "trainer.progress=false",
-        "trainer.device=cpu", "trainer.export_onnx=true", "logger=console", "logger.log_every_steps=1",
+        cli("torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "acdc_exp.cli.train",
+        "experiment=resnet50_imagenet_acdc85_quant",
+        f"recipe={RECIPE}",
+        f"recipe_args={RECIPE_ARGS}",
+        f"model.weights={pretrained}",
+        f"data.train_path={betons / 'train.beton'}",
+        f"data.val_path={betons / 'val.beton'}",
+        "data.num_classes=5",
+        "data.res=64",
+        "data.val_res=64",
+        "data.batch_size=8",
+        "data.val_batch_size=8",
+        "data.num_workers=1",
+        "data.limit_train_batches=4",
+        "trainer.num_threads=1",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        "trainer.export_onnx=true",
+        "logger=console",
+        "logger.log_every_steps=1",
         f"hydra.run.dir={run}",
     ]
 
@@ -58,8 +79,7 @@ def _workers(torchrun_pid: int) -> list:
 def uninterrupted(reference_data, tmp_path_factory):
     betons, pretrained = reference_data
     run = tmp_path_factory.mktemp("ddp_full") / "run"
-    proc = subprocess.run(_command(betons, pretrained, run), capture_output=True, text=True, timeout=900,
-                          cwd=REPO, env=_env())
+    proc = subprocess.run(_command(betons, pretrained, run), capture_output=True, text=True, timeout=900, cwd=REPO, env=_env())
     assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-500:]
     return run, proc.stdout
 

@@ -3,32 +3,52 @@ dataset written to .beton files and read through FFCV, ResNet-50 at 64 px from a
 "pretrained" file, the SparseML recipe with its epochs scaled down through recipe variables
 and a batch limit. It must pass through warm-up, dense and compressed phases, QAT, int8
 conversion and ONNX export."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 
 import torch
-
 from conftest import REPO, cli, load_state, reference_betons
 
 RECIPE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
 # 8 epochs: warm-up [0,1), dense [1,2), compressed [2,3), dense [3,4), compressed [4,6), QAT [6,8)
-RECIPE_ARGS = "{num_epochs: 8, lr_warmup_epochs: 1, quantization_epochs: 2, pruning_update_frequency: 1, quantization_keep_bn_epochs: 1}"
+RECIPE_ARGS = (
+    "{num_epochs: 8, lr_warmup_epochs: 1, quantization_epochs: 2, pruning_update_frequency: 1, quantization_keep_bn_epochs: 1}"
+)
 
 
 def test_reference_experiment_dry_run(tmp_path):
     run = tmp_path / "run"
-    betons, pretrained = reference_betons(tmp_path, classes=4, per_class=6, val_per_class=4, max_side=120,
-                                          max_resolution=96)
+    betons, pretrained = reference_betons(tmp_path, classes=4, per_class=6, val_per_class=4, max_side=120, max_resolution=96)
 
     proc = subprocess.run(
-        [cli("acdc-train"), "experiment=resnet50_imagenet_acdc85_quant", f"recipe={RECIPE}", f"recipe_args={RECIPE_ARGS}",
-         f"model.weights={pretrained}", f"data.train_path={betons / 'train.beton'}", f"data.val_path={betons / 'val.beton'}",
-         "data.num_classes=4", "data.res=64", "data.val_res=64", "data.batch_size=8", "data.val_batch_size=8",
-         "data.num_workers=1", "data.limit_train_batches=2", "trainer.num_threads=1", "trainer.progress=false",
-         "trainer.export_onnx=true", "logger=console", f"hydra.run.dir={run}"],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        [
+            cli("acdc-train"),
+            "experiment=resnet50_imagenet_acdc85_quant",
+            f"recipe={RECIPE}",
+            f"recipe_args={RECIPE_ARGS}",
+            f"model.weights={pretrained}",
+            f"data.train_path={betons / 'train.beton'}",
+            f"data.val_path={betons / 'val.beton'}",
+            "data.num_classes=4",
+            "data.res=64",
+            "data.val_res=64",
+            "data.batch_size=8",
+            "data.val_batch_size=8",
+            "data.num_workers=1",
+            "data.limit_train_batches=2",
+            "trainer.num_threads=1",
+            "trainer.progress=false",
+            "trainer.export_onnx=true",
+            "logger=console",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout

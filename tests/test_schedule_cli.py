@@ -1,4 +1,5 @@
 """acdc-schedule: the plan of any experiment, without training, as table, JSON trace or PNG."""
+
 from __future__ import annotations
 
 import json

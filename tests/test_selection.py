@@ -1,4 +1,5 @@
 """Parameter selection on torchvision's ResNet-50 with SparseML names, globs and errors."""
+
 from __future__ import annotations
 
 import warnings
@@ -102,8 +103,7 @@ def test_overlapping_globs_do_not_warn(resnet50):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         selected = select_parameters(
-            resnet50,
-            ["layer1.*conv*.weight", "layer1.0.conv*.weight", "layer1.0.conv1.weight", r"re:layer1\.0\.down.*0\.weight"],
+            resnet50, ["layer1.*conv*.weight", "layer1.0.conv*.weight", "layer1.0.conv1.weight", r"re:layer1\.0\.down.*0\.weight"]
         )
     names = [n for n, _ in selected]
     assert names[0] == "layer1.0.conv1.weight" and len(names) == len(set(names))

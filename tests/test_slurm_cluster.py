@@ -5,6 +5,7 @@ fresh machine); if that fails the tests fail with the script's reason instead of
 No per-test pytest timeouts: the first test also pays for the apt install on a fresh machine;
 the subprocess timeouts below bound each test's own work.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
 from slurm_support import CONFIGS_DIR, REPO, VENV_PYTHON
 
 APP_DIR = Path(__file__).resolve().parent / "slurm_app"
@@ -22,10 +22,7 @@ APP_DIR = Path(__file__).resolve().parent / "slurm_app"
 
 @pytest.mark.slurm
 def test_srun_runs_on_local_node(slurm_cluster: str) -> None:
-    out = subprocess.run(
-        ["srun", "-N1", "-n1", "--time=1", "hostname"],
-        capture_output=True, text=True, timeout=90,
-    )
+    out = subprocess.run(["srun", "-N1", "-n1", "--time=1", "hostname"], capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == slurm_cluster
 
@@ -34,8 +31,11 @@ def test_srun_runs_on_local_node(slurm_cluster: str) -> None:
 def test_hydra_multirun_on_slurm(slurm_cluster: str, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     cmd = [
-        str(VENV_PYTHON), str(APP_DIR / "app.py"), "-m",
-        "--config-dir", str(CONFIGS_DIR),
+        str(VENV_PYTHON),
+        str(APP_DIR / "app.py"),
+        "-m",
+        "--config-dir",
+        str(CONFIGS_DIR),
         "hydra/launcher=slurm_local",
         "hydra.launcher.timeout_min=5",
         f"hydra.sweep.dir={sweep_dir}",
@@ -82,8 +82,7 @@ def _launcher_params(preset: str) -> dict:
 
 @pytest.mark.slurm
 @pytest.mark.parametrize(
-    "preset, nodes, gpus, tasks",
-    [("slurm_local", 1, None, 1), ("slurm_1node_8gpu", 1, 8, 8), ("slurm_multinode", 4, 8, 8)],
+    "preset, nodes, gpus, tasks", [("slurm_local", 1, None, 1), ("slurm_1node_8gpu", 1, 8, 8), ("slurm_multinode", 4, 8, 8)]
 )
 def test_launcher_presets_are_valid_submitit_parameters(
     preset: str, nodes: int, gpus: int | None, tasks: int, tmp_path: Path, slurm_cluster: str

@@ -1,5 +1,6 @@
 """acdc-train on the real local SLURM cluster through Hydra's submitit launcher: a 2-job
 sparsity sweep with offline W&B, and a requeued job that resumes to the same final weights."""
+
 from __future__ import annotations
 
 import json
@@ -8,25 +9,41 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, assert_same_final_weights, cli, train
 from slurm_support import wait_for_file
 
 pytestmark = pytest.mark.slurm
 
 SHORT = [
-    "trainer.epochs=2", "lr_schedule.warmup_epochs=0.5", "sparsity.start_epoch=0", "sparsity.end_epoch=2",
-    "sparsity.update_frequency=1", "trainer.num_threads=1", "trainer.progress=false", "data.num_workers=1",
+    "trainer.epochs=2",
+    "lr_schedule.warmup_epochs=0.5",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "data.num_workers=1",
 ]
 
 
 def test_sparsity_sweep_runs_as_slurm_jobs_with_offline_wandb(slurm_cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = subprocess.run(
-        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=10",
-         f"hydra.sweep.dir={sweep_dir}", "logger=wandb", "logger.mode=offline", *SHORT,
-         "sparsity.sparsity=0.8,0.9"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        [
+            cli("acdc-train"),
+            "-m",
+            "hydra/launcher=slurm_local",
+            "hydra.launcher.timeout_min=10",
+            f"hydra.sweep.dir={sweep_dir}",
+            "logger=wandb",
+            "logger.mode=offline",
+            *SHORT,
+            "sparsity.sparsity=0.8,0.9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for num, target in ((0, 0.8), (1, 0.9)):
@@ -59,9 +76,20 @@ def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_p
     longer = [o for o in SHORT if not o.startswith("trainer.epochs")] + ["trainer.epochs=8", "sparsity.end_epoch=6"]
     sweep_dir = tmp_path / "sweep"
     hydra = subprocess.Popen(
-        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=15",
-         f"hydra.sweep.dir={sweep_dir}", "logger=none", *longer, "sparsity.sparsity=0.9"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        [
+            cli("acdc-train"),
+            "-m",
+            "hydra/launcher=slurm_local",
+            "hydra.launcher.timeout_min=15",
+            f"hydra.sweep.dir={sweep_dir}",
+            "logger=none",
+            *longer,
+            "sparsity.sparsity=0.9",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
     )
     try:
         job_id = _job_id(sweep_dir)
@@ -95,10 +123,22 @@ def test_two_tasks_of_one_slurm_job_train_as_one_ddp_run(slurm_cluster, tmp_path
 
     sweep_dir = tmp_path / "sweep"
     proc = subprocess.run(
-        [cli("acdc-train"), "-m", "hydra/launcher=slurm_local", "hydra.launcher.timeout_min=10",
-         "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={sweep_dir}", "logger=none", *SHORT,
-         "data.batch_size=64", "trainer.device=cpu"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        [
+            cli("acdc-train"),
+            "-m",
+            "hydra/launcher=slurm_local",
+            "hydra.launcher.timeout_min=10",
+            "hydra.launcher.tasks_per_node=2",
+            f"hydra.sweep.dir={sweep_dir}",
+            "logger=none",
+            *SHORT,
+            "data.batch_size=64",
+            "trainer.device=cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads((sweep_dir / "0" / "summary.json").read_text())

@@ -1,4 +1,5 @@
 """The Sparsifier hooks against a real optimizer: masks hold, dense phases regrow, momentum resets."""
+
 from __future__ import annotations
 
 import torch
@@ -9,9 +10,19 @@ from acdc_exp.sparsity.sparsifier import Sparsifier
 
 
 def step_plan(step: int, phase: str, update: bool, sparsity: float = 0.75) -> StepPlan:
-    return StepPlan(step=step, epoch=float(step), lr=0.1, weight_decay=1e-2, phase=phase,
-                    sparsity=sparsity if phase == "compressed" else 0.0, update_masks=update,
-                    qat_active=False, qat_start=False, observers_frozen=False, bn_frozen=False)
+    return StepPlan(
+        step=step,
+        epoch=float(step),
+        lr=0.1,
+        weight_decay=1e-2,
+        phase=phase,
+        sparsity=sparsity if phase == "compressed" else 0.0,
+        update_masks=update,
+        qat_active=False,
+        qat_start=False,
+        observers_frozen=False,
+        bn_frozen=False,
+    )
 
 
 def make(reset_momentum: str = "pruned"):

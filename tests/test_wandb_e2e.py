@@ -5,6 +5,7 @@ config, and the run id kept across a resume.
 One AC/DC run of 6 epochs x 3 steps is trained in two segments: it stops after epoch 3
 (trainer.max_steps), then resumes from its checkpoint in the same run dir.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import open_dict
+from wandb_records import read_run
 
 from acdc_exp.config.compose import compose_config, finalize
 from acdc_exp.loggers.wandb_logger import layer_key
-from acdc_exp.loggers.wandb_reader import read_run
 from acdc_exp.plan import Plan
 from acdc_exp.runs.train import run_training
 
@@ -26,10 +27,23 @@ EPOCHS = 6
 EXPECTED_PHASES = [0, 0, 1, 0, 1, 1]
 
 OVERRIDES = [
-    "logger=wandb", "logger.mode=offline", "logger.log_every_steps=1", "logger.log_artifacts=true",
-    f"trainer.epochs={EPOCHS}", "sparsity.start_epoch=1", "sparsity.end_epoch=5", "sparsity.update_frequency=1",
-    "sparsity.sparsity=0.8", f"data.limit_train_batches={SPE}", "data.limit_val_batches=1", "model.width=8",
-    "trainer.num_threads=1", "trainer.progress=false", "trainer.device=cpu", "trainer.resume=auto", "seed=1",
+    "logger=wandb",
+    "logger.mode=offline",
+    "logger.log_every_steps=1",
+    "logger.log_artifacts=true",
+    f"trainer.epochs={EPOCHS}",
+    "sparsity.start_epoch=1",
+    "sparsity.end_epoch=5",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.8",
+    f"data.limit_train_batches={SPE}",
+    "data.limit_val_batches=1",
+    "model.width=8",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "trainer.resume=auto",
+    "seed=1",
 ]
 
 
@@ -94,7 +108,8 @@ def test_both_validation_curves_at_their_epochs(acdc_run):
     for _, top1 in dense + sparse:
         assert 0.0 <= top1 <= 100.0
     assert {k for k in run.keys() if k.startswith("val/")} == {
-        f"val/{p}/{m}" for p in ("dense", "sparse") for m in ("top1", "top5", "loss")}
+        f"val/{p}/{m}" for p in ("dense", "sparse") for m in ("top1", "top5", "loss")
+    }
 
 
 def test_logged_layer_sparsity_is_what_the_model_holds(acdc_run):

@@ -3,6 +3,7 @@
 The trainer's calls are replayed here as a fixed, synthetic sequence, so every logged value
 is known exactly; the end-to-end run through the trainer is in test_wandb_e2e.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from wandb_records import find_run_files, read_run
 
 from acdc_exp.config.schema import LoggerConfig
 from acdc_exp.errors import ConfigError
+from acdc_exp.loggers.metric_keys import step_row
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.loggers.wandb_logger import WandbLogger, artifact_name, layer_key, run_name
-from acdc_exp.loggers.wandb_reader import find_run_files, read_run
 from acdc_exp.sparsity.sparsifier import MaskUpdate
 
 LAYERS = ["layer1.0.conv1.weight", "layer2.0.downsample.0.weight"]
@@ -26,11 +28,17 @@ def logger_cfg(**kw):
 
 
 def step_metrics(step: int, phase: int, spe: int = 2) -> dict:
-    return {
-        "train/loss": 2.0 - 0.1 * step, "train/top1": 10.0 * step, "lr": 0.1, "weight_decay": 5e-5,
-        "img_per_s": 100.0, "phase": phase, "phase_name": ["dense", "compressed", "qat"][phase],
-        "target_sparsity": 0.8 if phase == 1 else 0.0, "epoch": step / spe,
-    }
+    return step_row(
+        loss=2.0 - 0.1 * step,
+        top1=10.0 * step,
+        lr=0.1,
+        weight_decay=5e-5,
+        img_per_s=100.0,
+        phase=phase,
+        phase_name=["dense", "compressed", "qat"][phase],
+        target_sparsity=0.8 if phase == 1 else 0.0,
+        epoch=step / spe,
+    )
 
 
 def eval_metrics(prefix: str, top1: float, epoch: float) -> dict:
@@ -38,8 +46,18 @@ def eval_metrics(prefix: str, top1: float, epoch: float) -> dict:
 
 
 def test_run_name_keeps_what_is_trained_and_drops_noise():
-    name = run_name("digits_acdc", ["sparsity.sparsity=0.95", "paths.run_dir=/x/y", "logger=wandb", "seed=1",
-                                    "trainer.progress=false", "+recipe=recipes/acdc 90.md", "hydra.job.chdir=true"])
+    name = run_name(
+        "digits_acdc",
+        [
+            "sparsity.sparsity=0.95",
+            "paths.run_dir=/x/y",
+            "logger=wandb",
+            "seed=1",
+            "trainer.progress=false",
+            "+recipe=recipes/acdc 90.md",
+            "hydra.job.chdir=true",
+        ],
+    )
     assert name == "digits_acdc-sparsity.sparsity=0.95-seed=1-recipe=acdc_90"
 
 
@@ -66,8 +84,10 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb_data"))  # artifact staging
     overrides = ["sparsity.sparsity=0.8", "paths.run_dir=/somewhere", "seed=3"]
     lg = WandbLogger(
-        logger_cfg(log_artifacts=True, tags=["t1"], group="g"), run_dir=tmp_path,
-        config={"experiment_name": "demo", "sparsity": {"sparsity": 0.8, "method": "acdc"}}, overrides=overrides,
+        logger_cfg(log_artifacts=True, tags=["t1"], group="g"),
+        run_dir=tmp_path,
+        config={"experiment_name": "demo", "sparsity": {"sparsity": 0.8, "method": "acdc"}},
+        overrides=overrides,
     )
     # epochs of 2 steps: epoch 0-1 dense, masks at step 4 (epoch 2), compressed to step 8
     for step in range(1, 5):
@@ -78,21 +98,37 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
     for step in range(5, 9):
         lg.log_step(step_metrics(step, 1), step)
     lg.log_eval(eval_metrics("val/sparse", 45.0, 4.0), 8, 4.0)
-    second = MaskUpdate(8, 4.0, 0.8, {LAYERS[0]: 0.8, LAYERS[1]: 0.75}, 0.78, changed_fraction=0.1,
-                        layer_changed={LAYERS[0]: 0.12, LAYERS[1]: 0.05})
+    second = MaskUpdate(
+        8,
+        4.0,
+        0.8,
+        {LAYERS[0]: 0.8, LAYERS[1]: 0.75},
+        0.78,
+        changed_fraction=0.1,
+        layer_changed={LAYERS[0]: 0.12, LAYERS[1]: 0.05},
+    )
     lg.log_mask_update(second, 8)
-    curve = plot_training_curve([(2.0, "dense", 50.0), (4.0, "compressed", 45.0)],
-                                [(0.0, 2.0, "dense"), (2.0, 4.0, "compressed")], tmp_path / "training_curve.png")
+    curve = plot_training_curve(
+        [(2.0, "dense", 50.0), (4.0, "compressed", 45.0)],
+        [(0.0, 2.0, "dense"), (2.0, 4.0, "compressed")],
+        tmp_path / "training_curve.png",
+    )
     lg.log_image("plots/training_curve", curve)
     ckpt_dir = tmp_path / "checkpoints"
     ckpt_dir.mkdir()
     for member in ("dense", "final"):
         torch.save({"model": {}}, ckpt_dir / f"{member}.pt")
-    lg.log_summary({
-        "dense_top1": 50.0, "sparse_top1": 45.0, "dense_sparse_gap": 5.0, "sparse_int8_top1": None,
-        "params_total": 100, "params_nonzero": 22,
-        "checkpoints": {"dense": str(ckpt_dir / "dense.pt"), "final": str(ckpt_dir / "final.pt")},
-    })
+    lg.log_summary(
+        {
+            "dense_top1": 50.0,
+            "sparse_top1": 45.0,
+            "dense_sparse_gap": 5.0,
+            "sparse_int8_top1": None,
+            "params_total": 100,
+            "params_nonzero": 22,
+            "checkpoints": {"dense": str(ckpt_dir / "dense.pt"), "final": str(ckpt_dir / "final.pt")},
+        }
+    )
     lg.finish()
     lg.finish()  # idempotent: the trainer's finally may call it after an explicit finish
 
@@ -106,7 +142,9 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
 
     # per-step keys in their sections, the optimizer step as W&B's step
     assert run.series("schedule/phase", x="trainer/step") == [(s, 0 if s <= 4 else 1) for s in range(1, 9)]
-    assert [r["_step"] for r in run.history if "trainer/step" in r] == [r["trainer/step"] for r in run.history if "trainer/step" in r]
+    assert [r["_step"] for r in run.history if "trainer/step" in r] == [
+        r["trainer/step"] for r in run.history if "trainer/step" in r
+    ]
     assert run.series("schedule/phase_name", x="trainer/step")[4] == (5, "compressed")
     assert run.series("train/img_per_s", x="trainer/step")[0] == (1, 100.0)
     assert run.series("schedule/target_sparsity", x="trainer/step")[-1] == (8, 0.8)
@@ -128,7 +166,9 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
     ]
     assert run.media_file(row8["sparsity/layers_chart"]).suffix == ".png"
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "layer_sparsity_step00000004.png", "layer_sparsity_step00000008.png"]
+        "layer_sparsity_step00000004.png",
+        "layer_sparsity_step00000008.png",
+    ]
     updates = run.load_table(run.summary["sparsity/updates"])
     assert [u["mask_changed"] for u in updates] == [None, pytest.approx(0.1)]
     assert run.media_file(run.summary["plots/training_curve"]).stat().st_size > 1000
@@ -166,8 +206,13 @@ def test_resume_keeps_run_id_and_name_and_merges_segments(tmp_path: Path):
         first.log_step(step_metrics(step, 0), step)
     first.finish()
     # the resumed process passes the run id stored in the checkpoint, and other overrides
-    second = WandbLogger(logger_cfg(), run_dir=tmp_path, config={"experiment_name": "res"},
-                         resume_id=first.run_id, overrides=["seed=1", "trainer.epochs=9"])
+    second = WandbLogger(
+        logger_cfg(),
+        run_dir=tmp_path,
+        config={"experiment_name": "res"},
+        resume_id=first.run_id,
+        overrides=["seed=1", "trainer.epochs=9"],
+    )
     assert second.run_id == first.run_id
     for step in (4, 5):
         second.log_step(step_metrics(step, 1), step)

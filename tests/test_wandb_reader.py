@@ -1,22 +1,23 @@
 """The .wandb reader on real files written by wandb offline: multi-block records, torn
 tails (a killed run) and corruption."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import wandb
+from wandb_records import find_run_files, read_file, read_run
 
 from acdc_exp.errors import DataError
-from acdc_exp.loggers.wandb_reader import BLOCK, find_run_files, read_file, read_run, wait_until_complete
+from acdc_exp.loggers.wandb_log_file import BLOCK, wait_until_complete
 
 
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory) -> Path:
     """A run whose config record alone spans several 32 KiB blocks, plus many history rows."""
     root = tmp_path_factory.mktemp("wb")
-    run = wandb.init(mode="offline", project="reader", dir=str(root), reinit="create_new",
-                     config={"blob": "x" * 100_000, "n": 7})
+    run = wandb.init(mode="offline", project="reader", dir=str(root), reinit="create_new", config={"blob": "x" * 100_000, "n": 7})
     for step in range(1500):
         run.log({"loss": 1.0 / (step + 1), "tag": f"s{step}"}, step=step)
     run.summary["best"] = 0.5

@@ -1,4 +1,5 @@
 """What every console script shares: one-line errors and Hydra-style override handling."""
+
 from __future__ import annotations
 
 import sys

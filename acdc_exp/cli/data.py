@@ -1,4 +1,5 @@
 """``acdc-data``: write .beton files, build the digits dataset, generate synthetic trees."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +19,14 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="acdc-data",
-        description="Write .beton files, build the digits dataset, generate synthetic trees.")
+        prog="acdc-data", description="Write .beton files, build the digits dataset, generate synthetic trees."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("write", help="DIR/train and DIR/val folders -> OUT/train.beton, OUT/val.beton")
     w.add_argument("--src", required=True, type=Path, help="folder holding train/ and val/")
     w.add_argument("--out", required=True, type=Path, help="output folder for the .beton files")
-    w.add_argument("--max-resolution", type=_positive, default=256,
-                   help="longest stored side in pixels (default 256)")
+    w.add_argument("--max-resolution", type=_positive, default=256, help="longest stored side in pixels (default 256)")
     w.add_argument("--jpeg-quality", type=int, default=90)
     w.add_argument("--compress-probability", type=float, default=0.5)
     w.add_argument("--write-mode", default="proportion", choices=["raw", "jpg", "smart", "proportion"])
@@ -45,8 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--min-side", type=_positive, default=300)
     s.add_argument("--max-side", type=_positive, default=500)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--no-odd-modes", action="store_true",
-                   help="no grayscale/CMYK JPEGs among the train images")
+    s.add_argument("--no-odd-modes", action="store_true", help="no grayscale/CMYK JPEGs among the train images")
     return parser
 
 
@@ -55,11 +54,17 @@ def _run(args: argparse.Namespace) -> None:
         from acdc_exp.data.beton_writer import write_beton
 
         for split in ("train", "val"):
-            out = write_beton(args.src / split, args.out / f"{split}.beton",
-                              max_resolution=args.max_resolution, jpeg_quality=args.jpeg_quality,
-                              compress_probability=args.compress_probability,
-                              write_mode=args.write_mode, num_workers=args.num_workers,
-                              chunk_size=args.chunk_size, force=args.force)
+            out = write_beton(
+                args.src / split,
+                args.out / f"{split}.beton",
+                max_resolution=args.max_resolution,
+                jpeg_quality=args.jpeg_quality,
+                compress_probability=args.compress_probability,
+                write_mode=args.write_mode,
+                num_workers=args.num_workers,
+                chunk_size=args.chunk_size,
+                force=args.force,
+            )
             print(f"wrote {out}")
     elif args.command == "digits":
         from acdc_exp.data.beton import check_beton
@@ -71,10 +76,16 @@ def _run(args: argparse.Namespace) -> None:
     else:
         from acdc_exp.data.synthetic import make_image_tree
 
-        out = make_image_tree(args.out, classes=args.classes, per_class=args.per_class,
-                              val_per_class=args.val_per_class, min_side=args.min_side,
-                              max_side=args.max_side, seed=args.seed,
-                              odd_modes=not args.no_odd_modes)
+        out = make_image_tree(
+            args.out,
+            classes=args.classes,
+            per_class=args.per_class,
+            val_per_class=args.val_per_class,
+            min_side=args.min_side,
+            max_side=args.max_side,
+            seed=args.seed,
+            odd_modes=not args.no_odd_modes,
+        )
         print(f"wrote {out}/train and {out}/val")
 
 

@@ -11,6 +11,7 @@ of the train config, e.g. ``trainer.device=cpu`` or ``paths.data_cache=...``, al
 Size on disk is the member's state dict as torch.save writes it, raw and gzip'ed: pruned
 weights are exact zeros, which compress.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,17 +28,21 @@ KEYS = ("checkpoint", "member")
 def format_result(r: Dict[str, Any]) -> str:
     kb = 1024.0
     size = r["size"]
-    return "\n".join([
-        f"{r['checkpoint']} ({r['member']} member, {r['kind']}, {r['device']}) on {r['data']} val: {r['samples']} images",
-        f"  top-1 {r['top1']:.2f}%   top-5 {r['top5']:.2f}%   loss {r['loss']:.4f}",
-        f"  model state on disk: {size['raw_bytes'] / kb:,.1f} KiB raw, {size['gzip_bytes'] / kb:,.1f} KiB gzip "
-        f"({size['raw_bytes'] / max(size['gzip_bytes'], 1):.2f}x); checkpoint file {r['file_bytes'] / kb:,.1f} KiB",
-    ])
+    return "\n".join(
+        [
+            f"{r['checkpoint']} ({r['member']} member, {r['kind']}, {r['device']}) on {r['data']} val: {r['samples']} images",
+            f"  top-1 {r['top1']:.2f}%   top-5 {r['top5']:.2f}%   loss {r['loss']:.4f}",
+            f"  model state on disk: {size['raw_bytes'] / kb:,.1f} KiB raw, {size['gzip_bytes'] / kb:,.1f} KiB gzip "
+            f"({size['raw_bytes'] / max(size['gzip_bytes'], 1):.2f}x); checkpoint file {r['file_bytes'] / kb:,.1f} KiB",
+        ]
+    )
 
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("args", nargs="*", help="checkpoint=PATH member=final|dense|int8|last, then Hydra overrides (data=..., data.*=...)")
+    parser.add_argument(
+        "args", nargs="*", help="checkpoint=PATH member=final|dense|int8|last, then Hydra overrides (data=..., data.*=...)"
+    )
     ns = parser.parse_args(argv)
 
     def go() -> Dict[str, Any]:

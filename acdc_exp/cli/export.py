@@ -23,6 +23,7 @@ onnxruntime and, when scripts/setup_deepsparse.sh has set it up, in DeepSparse
 prints a table, writes speed_report.json beside the files, and adds the table to the run's W&B
 run when the run logged to W&B.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,35 @@ from acdc_exp.cli.kvargs import choice, integer, positive_int, split_args
 from acdc_exp.errors import ConfigError
 
 PROG = "acdc-export"
-KEYS = ("checkpoint", "member", "format", "out", "batch", "seed", "inputs", "opset_fp32", "opset_int8", "ir_version",
-        "threads", "bench_batch", "repeats", "batch_repeats", "deepsparse")
+KEYS = (
+    "checkpoint",
+    "member",
+    "format",
+    "out",
+    "batch",
+    "seed",
+    "inputs",
+    "opset_fp32",
+    "opset_int8",
+    "ir_version",
+    "threads",
+    "bench_batch",
+    "repeats",
+    "batch_repeats",
+    "deepsparse",
+)
 BENCHMARK_FLAG = "--benchmark"
 
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("args", nargs="*", help="checkpoint=PATH member=all|dense|final format=qdq|qoperator out=DIR batch=N "
-                        "seed=N inputs=random|val opset_fp32=N opset_int8=N ir_version=N; with --benchmark: threads=N "
-                        "bench_batch=N repeats=N batch_repeats=N deepsparse=auto|off|required")
+    parser.add_argument(
+        "args",
+        nargs="*",
+        help="checkpoint=PATH member=all|dense|final format=qdq|qoperator out=DIR batch=N "
+        "seed=N inputs=random|val opset_fp32=N opset_int8=N ir_version=N; with --benchmark: threads=N "
+        "bench_batch=N repeats=N batch_repeats=N deepsparse=auto|off|required",
+    )
     parser.add_argument(BENCHMARK_FLAG, action="store_true", help="time every file in onnxruntime and DeepSparse")
     ns = parser.parse_intermixed_args(argv)  # key=value before and after --benchmark
 
@@ -60,19 +80,31 @@ def main(argv: List[str] | None = None) -> None:
         bench_keys = [k for k in ("threads", "bench_batch", "repeats", "batch_repeats", "deepsparse") if k in opts]
         if bench_keys and not ns.benchmark:
             raise ConfigError(f"{bench_keys[0]}= only applies with {BENCHMARK_FLAG}")
-        versions = OnnxVersions(*(positive_int(k, opts[k]) if k in opts else None for k in ("opset_fp32", "opset_int8", "ir_version")))
+        versions = OnnxVersions(
+            *(positive_int(k, opts[k]) if k in opts else None for k in ("opset_fp32", "opset_int8", "ir_version"))
+        )
         default = BenchSettings()
-        bench = BenchSettings(
-            threads=positive_int("threads", opts.get("threads", str(default.threads))),
-            batch=positive_int("bench_batch", opts.get("bench_batch", str(default.batch))),
-            repeats=positive_int("repeats", opts.get("repeats", str(default.repeats))),
-            batch_repeats=positive_int("batch_repeats", opts.get("batch_repeats", str(default.batch_repeats))),
-            deepsparse=choice("deepsparse", opts.get("deepsparse", default.deepsparse), DEEPSPARSE_MODES),
-        ) if ns.benchmark else None
+        bench = (
+            BenchSettings(
+                threads=positive_int("threads", opts.get("threads", str(default.threads))),
+                batch=positive_int("bench_batch", opts.get("bench_batch", str(default.batch))),
+                repeats=positive_int("repeats", opts.get("repeats", str(default.repeats))),
+                batch_repeats=positive_int("batch_repeats", opts.get("batch_repeats", str(default.batch_repeats))),
+                deepsparse=choice("deepsparse", opts.get("deepsparse", default.deepsparse), DEEPSPARSE_MODES),
+            )
+            if ns.benchmark
+            else None
+        )
         return run_export(
-            opts["checkpoint"], member=opts.get("member", "all"), fmt=opts.get("format", "qdq"), out=opts.get("out"),
-            batch=positive_int("batch", opts.get("batch", "8")), seed=integer("seed", opts.get("seed", "0")),
-            inputs=opts.get("inputs", "random"), versions=versions, benchmark=bench,
+            opts["checkpoint"],
+            member=opts.get("member", "all"),
+            fmt=opts.get("format", "qdq"),
+            out=opts.get("out"),
+            batch=positive_int("batch", opts.get("batch", "8")),
+            seed=integer("seed", opts.get("seed", "0")),
+            inputs=opts.get("inputs", "random"),
+            versions=versions,
+            benchmark=bench,
         )
 
     report = guarded(PROG, go)

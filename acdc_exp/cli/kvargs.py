@@ -1,5 +1,6 @@
 """``key=value`` arguments for the checkpoint tools (acdc-eval, acdc-export): the tool's own
 keys are split off, everything else is passed on as Hydra overrides."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple

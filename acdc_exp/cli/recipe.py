@@ -1,10 +1,11 @@
 """``acdc-recipe``: SparseML recipes as acdc-exp experiments.
 
-    acdc-recipe convert RECIPE [--args JSON] [--model resnet50] [--data imagenet_ffcv] [--name NAME]
-        print a Hydra experiment file; ``> configs/experiment/NAME.yaml`` saves it
-    acdc-recipe show RECIPE [--args JSON]
-        print the recipe's variables, resolved (after --args)
+acdc-recipe convert RECIPE [--args JSON] [--model resnet50] [--data imagenet_ffcv] [--name NAME]
+    print a Hydra experiment file; ``> configs/experiment/NAME.yaml`` saves it
+acdc-recipe show RECIPE [--args JSON]
+    print the recipe's variables, resolved (after --args)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert", help="print a Hydra experiment config equivalent to the recipe")
     conv.add_argument("recipe", help="recipe .yaml, or a Markdown model card with a ```yaml fence")
-    conv.add_argument("--args", default=None, help='recipe variable overrides, JSON: \'{"num_epochs": 150}\'')
+    conv.add_argument("--args", default=None, help="recipe variable overrides, JSON: '{\"num_epochs\": 150}'")
     conv.add_argument("--model", default="resnet50", help="model config group choice (default: resnet50)")
     conv.add_argument("--data", default="imagenet_ffcv", help="data config group choice (default: imagenet_ffcv)")
     conv.add_argument("--name", default=None, help="experiment_name (default: the recipe file's stem)")
@@ -52,7 +53,12 @@ def _convert(ns: argparse.Namespace) -> str:
     args = parse_recipe_args(ns.args)
     recipe = load_recipe(ns.recipe, args)
     return experiment_yaml(
-        recipe_config(recipe), name=name, model=ns.model, data=ns.data, source=ns.recipe, recipe_args=args,
+        recipe_config(recipe),
+        name=name,
+        model=ns.model,
+        data=ns.data,
+        source=ns.recipe,
+        recipe_args=args,
         variables=recipe.variables,
     )
 

@@ -1,5 +1,6 @@
 """``acdc-sweep-collect SWEEP_DIR [--out DIR]``: one table (sparsity -> dense top-1, sparse
 top-1) and one plot from the summaries of a finished multirun."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ PROG = "acdc-sweep-collect"
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("sweep_dir", type=Path, help="the multirun dir Hydra printed (runs/multirun/<experiment>/<time>)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write sweep_summary.{md,csv,png} (default: the sweep dir)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write sweep_summary.{md,csv,png} (default: the sweep dir)"
+    )
     args = parser.parse_args(argv)
 
     def go():

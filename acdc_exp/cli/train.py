@@ -1,5 +1,6 @@
 """``acdc-train``: Hydra main for training. With no arguments it runs the embedded demo
 (AC/DC on scikit-learn's digits through FFCV)."""
+
 from __future__ import annotations
 
 import sys

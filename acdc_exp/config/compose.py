@@ -1,4 +1,5 @@
 """Where the Hydra configs live, and composition outside ``@hydra.main`` (tools and tests)."""
+
 from __future__ import annotations
 
 import os

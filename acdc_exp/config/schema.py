@@ -4,6 +4,7 @@ Because each group's YAML is merged onto one of these dataclasses, a typo in an 
 (``optimizer.lrr=0.1``) or a wrong type (``trainer.epochs=ten``) is a Hydra error instead of a
 silently ignored key. Range checks that types cannot express live in ``validate.py``.
 """
+
 from __future__ import annotations
 
 import os

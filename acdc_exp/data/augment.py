@@ -9,6 +9,7 @@ crop box and flip for the same sample.
 
 The functions below use only scalars and arrays so that numba can compile them unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def sample_seed(key: int, index: int, salt: int) -> int:
     return (key + index * _MIX + salt * _SALT_MIX) % _U32
 
 
-def crop_from_uniforms(height: int, width: int, u: np.ndarray, scale_min: float,
-                       scale_max: float, log_ratio_min: float, log_ratio_max: float):
+def crop_from_uniforms(
+    height: int, width: int, u: np.ndarray, scale_min: float, scale_max: float, log_ratio_min: float, log_ratio_max: float
+):
     """torchvision's RandomResizedCrop box ``(top, left, h, w)`` from ``CROP_DRAWS`` uniforms.
 
     Up to ten tries of (area scale, log aspect ratio); if none fits, a center crop clamped to

@@ -5,6 +5,7 @@ or silently wrong pixels. The layout (FFCV 1.0.2, format version 2) is: header, 
 descriptors, per-sample metadata, data pages, and last the allocation table whose offset the
 header stores. Checking that every part fits in the file catches truncation at any point.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,16 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
-
 from ffcv.fields import IntField, RGBImageField
-from ffcv.types import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType,
-                        HeaderType, get_handlers, get_metadata_type)
+from ffcv.types import (
+    ALLOC_TABLE_TYPE,
+    CURRENT_VERSION,
+    TYPE_ID_HANDLER,
+    FieldDescType,
+    HeaderType,
+    get_handlers,
+    get_metadata_type,
+)
 from ffcv.utils import decode_null_terminated_string
 
 from acdc_exp.errors import DataError
@@ -64,8 +71,10 @@ def check_beton(path: str | os.PathLike) -> BetonInfo:
     expected = {IMAGE_FIELD: RGBImageField, LABEL_FIELD: IntField}
     for name, cls in expected.items():
         if name not in names or types[names.index(name)] is not cls:
-            raise DataError(f"{path} is not an image/label beton: fields are {names}, expected "
-                            f"'{IMAGE_FIELD}' (RGBImageField) and '{LABEL_FIELD}' (IntField)")
+            raise DataError(
+                f"{path} is not an image/label beton: fields are {names}, expected "
+                f"'{IMAGE_FIELD}' (RGBImageField) and '{LABEL_FIELD}' (IntField)"
+            )
     meta_type = get_metadata_type(get_handlers(descs))
     meta_end = desc_end + num_samples * meta_type.itemsize
     alloc_ptr = int(header["alloc_table_ptr"])
@@ -85,5 +94,10 @@ def check_beton(path: str | os.PathLike) -> BetonInfo:
     if num_samples and int(labels.min()) < 0:
         raise bad(f"negative label {int(labels.min())}")
     max_side = int(max(image_meta["width"].max(), image_meta["height"].max())) if num_samples else 0
-    return BetonInfo(path=path, num_samples=num_samples, field_names=names,
-                     max_label=int(labels.max()) if num_samples else -1, max_side=max_side)
+    return BetonInfo(
+        path=path,
+        num_samples=num_samples,
+        field_names=names,
+        max_label=int(labels.max()) if num_samples else -1,
+        max_side=max_side,
+    )

@@ -1,4 +1,5 @@
 """Convert one split of an ImageNet-layout folder into an FFCV .beton (image + label)."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,7 @@ class _TreeImages:
     workers) and replaced by a 1x1 placeholder; ``write_beton`` then discards the file.
     """
 
-    def __init__(self, samples, error_log: Path, max_raw_bytes: int,
-                 max_resolution: Optional[int]) -> None:
+    def __init__(self, samples, error_log: Path, max_raw_bytes: int, max_resolution: Optional[int]) -> None:
         self.samples = samples
         self.error_log = str(error_log)
         self.max_raw_bytes = max_raw_bytes
@@ -63,11 +63,19 @@ def _page_size(max_resolution: Optional[int]) -> int:
     return page
 
 
-def write_beton(src_dir: str | os.PathLike, out_path: str | os.PathLike, *,
-                max_resolution: Optional[int] = 256, jpeg_quality: int = 90,
-                compress_probability: float = 0.5, write_mode: str = "proportion",
-                num_workers: int = 1, chunk_size: int = 100, force: bool = False,
-                smart_threshold: int = 3 * 224 * 224) -> Path:
+def write_beton(
+    src_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    max_resolution: Optional[int] = 256,
+    jpeg_quality: int = 90,
+    compress_probability: float = 0.5,
+    write_mode: str = "proportion",
+    num_workers: int = 1,
+    chunk_size: int = 100,
+    force: bool = False,
+    smart_threshold: int = 3 * 224 * 224,
+) -> Path:
     """Write ``src_dir/<class>/<image>`` to ``out_path`` and return the path.
 
     ``write_mode``: raw pixels, JPEG, ``smart`` (JPEG only for images whose raw size exceeds
@@ -103,10 +111,13 @@ def write_beton(src_dir: str | os.PathLike, out_path: str | os.PathLike, *,
     page_size = _page_size(max_resolution)
     dataset = _TreeImages(samples, errors, page_size, max_resolution)
     fields = {
-        IMAGE_FIELD: RGBImageField(write_mode=write_mode, max_resolution=max_resolution,
-                                   jpeg_quality=jpeg_quality,
-                                   compress_probability=compress_probability,
-                                   smart_threshold=smart_threshold),
+        IMAGE_FIELD: RGBImageField(
+            write_mode=write_mode,
+            max_resolution=max_resolution,
+            jpeg_quality=jpeg_quality,
+            compress_probability=compress_probability,
+            smart_threshold=smart_threshold,
+        ),
         LABEL_FIELD: IntField(),
     }
     try:

@@ -5,6 +5,7 @@ turns it into train/val .beton files with the same writer as ImageNet. It runs o
 folder; concurrent callers (two SLURM jobs starting together) serialise on a file lock and every
 file appears by atomic rename, so no caller sees a half-written dataset.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -38,8 +39,7 @@ class DigitsFiles:
 
 def digits_files(cache_dir: str | os.PathLike) -> DigitsFiles:
     root = Path(cache_dir)
-    return DigitsFiles(root, root / "tree" / "train", root / "tree" / "val",
-                       root / "train.beton", root / "val.beton")
+    return DigitsFiles(root, root / "tree" / "train", root / "tree" / "val", root / "train.beton", root / "val.beton")
 
 
 def digits_arrays() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -52,8 +52,9 @@ def digits_arrays() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     images = np.rint(data.images * (255.0 / 16.0)).astype(np.uint8)
     images = images.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
     labels = data.target.astype(np.int64)
-    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=VAL_FRACTION,
-                                          stratify=labels, random_state=SPLIT_SEED)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=VAL_FRACTION, stratify=labels, random_state=SPLIT_SEED
+    )
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
 
 
@@ -104,6 +105,5 @@ def ensure_digits(cache_dir: str | os.PathLike) -> DigitsFiles:
             _write_tree(tmp)
             os.replace(tmp, tree)
         for src, out in ((files.train_dir, files.train_beton), (files.val_dir, files.val_beton)):
-            write_beton(src, out, write_mode="raw", max_resolution=None, num_workers=1,
-                        chunk_size=200, force=True)
+            write_beton(src, out, write_mode="raw", max_resolution=None, num_workers=1, chunk_size=200, force=True)
     return files

@@ -3,6 +3,7 @@
 Pipelines end in torch ops only after every compiled op (see ``assert_pipeline_safe``);
 normalization is left to ``DataModule.prepare`` on the device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,7 @@ import torch
 
 from acdc_exp.data.augment import epoch_key
 from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
-from acdc_exp.data.ffcv_ops import (KeyCell, SeededRandomHorizontalFlip,
-                                    SeededRandomResizedCropDecoder, assert_pipeline_safe)
+from acdc_exp.data.ffcv_ops import KeyCell, SeededRandomHorizontalFlip, SeededRandomResizedCropDecoder, assert_pipeline_safe
 from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
 
@@ -35,8 +35,9 @@ def _keep_torch_threads():
 class FfcvSource:
     """The two FFCV loaders of a run; one train epoch may be iterated at a time."""
 
-    def __init__(self, cfg, train_path: Path, val_path: Path, *, device: torch.device,
-                 seed: int, distributed: bool, num_classes: int) -> None:
+    def __init__(
+        self, cfg, train_path: Path, val_path: Path, *, device: torch.device, seed: int, distributed: bool, num_classes: int
+    ) -> None:
         from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
         from ffcv.loader import Loader, OrderOption
         from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
@@ -48,12 +49,9 @@ class FfcvSource:
             if info.num_samples == 0:
                 raise DataError(f"{split} beton {path} holds no samples")
             if info.max_label >= num_classes:
-                raise DataError(f"{split} beton {path} has label {info.max_label} but "
-                                f"data.num_classes={num_classes}")
-        if distributed and not (torch.distributed.is_available()
-                                and torch.distributed.is_initialized()):
-            raise DataError("distributed FFCV loading needs torch.distributed initialized "
-                            "before build_data")
+                raise DataError(f"{split} beton {path} has label {info.max_label} but data.num_classes={num_classes}")
+        if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise DataError("distributed FFCV loading needs torch.distributed initialized before build_data")
         self.device = device
         self.seed = seed % (1 << 31)
         self.key = KeyCell()
@@ -63,15 +61,13 @@ class FfcvSource:
 
         res = int(cfg.res)
         if cfg.random_resized_crop:
-            self.decoder = SeededRandomResizedCropDecoder((res, res), self.key,
-                                                          scale=(cfg.crop_scale_min, 1.0))
+            self.decoder = SeededRandomResizedCropDecoder((res, res), self.key, scale=(cfg.crop_scale_min, 1.0))
         else:
             self.decoder = CenterCropRGBImageDecoder((res, res), ratio=1.0)
         train_image: List = [self.decoder]
         if cfg.random_flip:
             train_image.append(SeededRandomHorizontalFlip(self.key))
-        val_image: List = [CenterCropRGBImageDecoder((cfg.val_res, cfg.val_res),
-                                                     ratio=cfg.center_crop_ratio)]
+        val_image: List = [CenterCropRGBImageDecoder((cfg.val_res, cfg.val_res), ratio=cfg.center_crop_ratio)]
 
         def tail() -> List:
             return [ToTensor()] + ([ToDevice(device, non_blocking=True)] if on_cuda else [])
@@ -90,25 +86,32 @@ class FfcvSource:
             assert_pipeline_safe(image_ops)
             assert_pipeline_safe(label_ops)
             pipes.append({IMAGE_FIELD: image_ops, LABEL_FIELD: label_ops})
-        order = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM,
-                 "sequential": OrderOption.SEQUENTIAL}[cfg.order]
-        common = dict(num_workers=workers, os_cache=cfg.os_cache, distributed=distributed,
-                      seed=self.seed, batches_ahead=cfg.batches_ahead)
+        order = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM, "sequential": OrderOption.SEQUENTIAL}[
+            cfg.order
+        ]
+        common = dict(
+            num_workers=workers, os_cache=cfg.os_cache, distributed=distributed, seed=self.seed, batches_ahead=cfg.batches_ahead
+        )
         try:
             with _keep_torch_threads():
-                self.train_loader = Loader(str(train_path), batch_size=cfg.batch_size,
-                                           order=order, pipelines=pipes[0],
-                                           drop_last=cfg.drop_last, **common)
+                self.train_loader = Loader(
+                    str(train_path), batch_size=cfg.batch_size, order=order, pipelines=pipes[0], drop_last=cfg.drop_last, **common
+                )
                 # FFCV's distributed order pads the last shard: validation takes an exact
                 # strided shard instead (data/sharding.py)
                 val_common = dict(common, distributed=False)
                 if distributed:
-                    val_common["indices"] = val_shard(samples["val"],
-                                                      torch.distributed.get_rank(),
-                                                      torch.distributed.get_world_size())
-                self.val_loader = Loader(str(val_path), batch_size=cfg.val_batch_size,
-                                         order=OrderOption.SEQUENTIAL, pipelines=pipes[1],
-                                         drop_last=False, **val_common)
+                    val_common["indices"] = val_shard(
+                        samples["val"], torch.distributed.get_rank(), torch.distributed.get_world_size()
+                    )
+                self.val_loader = Loader(
+                    str(val_path),
+                    batch_size=cfg.val_batch_size,
+                    order=OrderOption.SEQUENTIAL,
+                    pipelines=pipes[1],
+                    drop_last=False,
+                    **val_common,
+                )
         except (ValueError, NotImplementedError) as exc:  # e.g. quasi-random + distributed
             raise DataError(f"FFCV loader for {train_path}: {exc}") from exc
 

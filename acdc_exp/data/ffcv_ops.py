@@ -6,6 +6,7 @@ code reads it through the array's address at run time: setting the key before an
 the augmentations without recompiling (recompiling costs ~1 s per epoch and makes numba print
 spurious finalizer errors).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence, Tuple
@@ -13,10 +14,6 @@ from typing import Callable, Sequence, Tuple
 import numba
 import numpy as np
 import torch
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
-
 from ffcv.fields.rgb_image import IMAGE_MODES, ResizedCropRGBImageDecoder
 from ffcv.libffcv import imdecode, resize_crop
 from ffcv.pipeline.allocation_query import AllocationQuery
@@ -25,9 +22,11 @@ from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
 from ffcv.transforms import ModuleWrapper, Squeeze, ToDevice, ToTensor, ToTorchImage
 from ffcv.transforms.ops import Convert, View
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from acdc_exp.data.augment import (CROP_DRAWS, SALT_CROP, SALT_FLIP, crop_from_uniforms,
-                                   sample_seed)
+from acdc_exp.data.augment import CROP_DRAWS, SALT_CROP, SALT_FLIP, crop_from_uniforms, sample_seed
 from acdc_exp.errors import DataError
 
 
@@ -76,9 +75,13 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
     FFCV re-declares the buffers at the start of every epoch.
     """
 
-    def __init__(self, output_size: Tuple[int, int], key: KeyCell,
-                 scale: Tuple[float, float] = (0.08, 1.0),
-                 ratio: Tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+    def __init__(
+        self,
+        output_size: Tuple[int, int],
+        key: KeyCell,
+        scale: Tuple[float, float] = (0.08, 1.0),
+        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
         super().__init__(output_size)
         self.key = key
         self.scale = scale
@@ -89,7 +92,7 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
         return None
 
     def generate_code(self) -> Callable:
-        jpg = IMAGE_MODES['jpg']
+        jpg = IMAGE_MODES["jpg"]
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
         imdecode_c = Compiler.compile(imdecode)
@@ -106,14 +109,13 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
             for dst_ix in my_range(len(batch_indices)):
                 source_ix = batch_indices[dst_ix]
                 field = metadata[source_ix]
-                image_data = mem_read(field['data_ptr'], storage_state)
-                height = np.uint32(field['height'])
-                width = np.uint32(field['width'])
-                if field['mode'] == jpg:
+                image_data = mem_read(field["data_ptr"], storage_state)
+                height = np.uint32(field["height"])
+                width = np.uint32(field["width"])
+                if field["mode"] == jpg:
                     temp_buffer = temp_storage[dst_ix]
-                    imdecode_c(image_data, temp_buffer, height, width, height, width,
-                               0, 0, 1, 1, False, False)
-                    temp_buffer = temp_buffer.reshape(-1)[:3 * height * width]
+                    imdecode_c(image_data, temp_buffer, height, width, height, width, 0, 0, 1, 1, False, False)
+                    temp_buffer = temp_buffer.reshape(-1)[: 3 * height * width]
                     temp_buffer = temp_buffer.reshape(height, width, 3)
                 else:
                     temp_buffer = image_data.reshape(height, width, 3)
@@ -121,10 +123,9 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
                 # of which thread decodes the sample.
                 np.random.seed(np.uint32(_sample_seed(key, np.int64(source_ix), salt)))
                 u = np.random.random(draws)
-                top, left, h, w = _crop_from_uniforms(np.int64(height), np.int64(width), u,
-                                                      scale_min, scale_max, log_r0, log_r1)
+                top, left, h, w = _crop_from_uniforms(np.int64(height), np.int64(width), u, scale_min, scale_max, log_r0, log_r1)
                 resize_crop_c(temp_buffer, top, top + h, left, left + w, destination[dst_ix])
-            return destination[:len(batch_indices)]
+            return destination[: len(batch_indices)]
 
         decode.is_parallel = True
         return decode
@@ -150,7 +151,7 @@ class SeededRandomHorizontalFlip(Operation):
                     dst[i] = images[i, :, ::-1]
                 else:
                     dst[i] = images[i]
-            return dst[:images.shape[0]]
+            return dst[: images.shape[0]]
 
         flip.is_parallel = True
         flip.with_indices = True  # FFCV then passes the batch's sample indices
@@ -161,8 +162,7 @@ class SeededRandomHorizontalFlip(Operation):
 
 
 # Operations FFCV runs as plain Python on torch tensors. Anything else is compiled by numba.
-_TORCH_OPS = (ToTensor, ToDevice, ToTorchImage, Squeeze, Convert, View, ModuleWrapper,
-              torch.nn.Module)
+_TORCH_OPS = (ToTensor, ToDevice, ToTorchImage, Squeeze, Convert, View, ModuleWrapper, torch.nn.Module)
 
 
 def assert_pipeline_safe(pipeline_ops: Sequence[object]) -> None:
@@ -181,4 +181,5 @@ def assert_pipeline_safe(pipeline_ops: Sequence[object]) -> None:
             raise DataError(
                 f"FFCV pipeline puts compiled op {type(op).__name__} after torch op "
                 f"{type(first_torch).__name__}; FFCV 1.0.2 hangs on that order, so keep all "
-                f"compiled ops before ToTensor")
+                f"compiled ops before ToTensor"
+            )

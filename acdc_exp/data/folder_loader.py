@@ -7,6 +7,7 @@ same uint8 NCHW output. Only resampling differs (PIL bilinear with antialias vs 
 Each sampler item is ``(index, epoch key, resolution)``: workers are persistent, so per-epoch
 settings must travel with the indices rather than live on the dataset copies in the workers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from acdc_exp.data.augment import (center_crop_box, crop_from_uniforms, crop_uniforms,
-                                   epoch_key, flip_decision)
+from acdc_exp.data.augment import center_crop_box, crop_from_uniforms, crop_uniforms, epoch_key, flip_decision
 from acdc_exp.data.image_tree import load_rgb, scan_image_tree
 from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
@@ -29,8 +29,9 @@ Item = Tuple[int, int, int]
 
 
 class _ImageTreeDataset(Dataset):
-    def __init__(self, samples: List[Tuple[str, int]], *, train: bool, random_crop: bool,
-                 flip: bool, scale_min: float, center_ratio: float) -> None:
+    def __init__(
+        self, samples: List[Tuple[str, int]], *, train: bool, random_crop: bool, flip: bool, scale_min: float, center_ratio: float
+    ) -> None:
         self.samples = samples
         self.train = train
         self.random_crop = random_crop
@@ -48,12 +49,10 @@ class _ImageTreeDataset(Dataset):
         image = load_rgb(path)
         width, height = image.size
         if self.train and self.random_crop:
-            box = crop_from_uniforms(height, width, crop_uniforms(key, index), self.scale_min,
-                                     1.0, *self.log_ratio)
+            box = crop_from_uniforms(height, width, crop_uniforms(key, index), self.scale_min, 1.0, *self.log_ratio)
         else:
             box = center_crop_box(height, width, self.center_ratio if not self.train else 1.0)
-        image = TF.resized_crop(image, *box, [res, res],
-                                interpolation=InterpolationMode.BILINEAR, antialias=True)
+        image = TF.resized_crop(image, *box, [res, res], interpolation=InterpolationMode.BILINEAR, antialias=True)
         if self.train and self.flip and flip_decision(key, index):
             image = TF.hflip(image)
         return TF.pil_to_tensor(image), label
@@ -62,8 +61,7 @@ class _ImageTreeDataset(Dataset):
 class _EpochSampler(Sampler):
     """Yields ``(index, key, res)``; the order matches FFCV's for the same seed and epoch."""
 
-    def __init__(self, size: int, *, seed: int, shuffle: bool, rank: int, world_size: int,
-                 distributed: bool, pad: bool) -> None:
+    def __init__(self, size: int, *, seed: int, shuffle: bool, rank: int, world_size: int, distributed: bool, pad: bool) -> None:
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
@@ -73,8 +71,9 @@ class _EpochSampler(Sampler):
         self.dist: Optional[DistributedSampler] = None
         self.shard: Optional[List[int]] = None  # evaluation: this rank's samples, unpadded
         if distributed and pad:
-            self.dist = DistributedSampler(range(size), num_replicas=world_size, rank=rank,
-                                           shuffle=shuffle, seed=seed, drop_last=False)
+            self.dist = DistributedSampler(
+                range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+            )
         elif distributed:
             self.shard = val_shard(size, rank, world_size)
 
@@ -103,9 +102,19 @@ class _EpochSampler(Sampler):
 class FolderSource:
     """Train/val DataLoaders over ``train_path`` and ``val_path`` folders."""
 
-    def __init__(self, cfg, train_path: Path, val_path: Path, *, device: torch.device,
-                 seed: int, rank: int, world_size: int, distributed: bool,
-                 num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg,
+        train_path: Path,
+        val_path: Path,
+        *,
+        device: torch.device,
+        seed: int,
+        rank: int,
+        world_size: int,
+        distributed: bool,
+        num_classes: int,
+    ) -> None:
         self.device = device
         self.seed = seed % (1 << 31)
         self.val_res = int(cfg.val_res)
@@ -114,21 +123,36 @@ class FolderSource:
         for split, path, train in (("train", train_path, True), ("val", val_path, False)):
             classes, samples = scan_image_tree(path)
             if len(classes) > num_classes:
-                raise DataError(f"{split} folder {path} has {len(classes)} classes but "
-                                f"data.num_classes={num_classes}")
-            dataset = _ImageTreeDataset(samples, train=train,
-                                        random_crop=cfg.random_resized_crop,
-                                        flip=cfg.random_flip, scale_min=cfg.crop_scale_min,
-                                        center_ratio=cfg.center_crop_ratio)
-            sampler = _EpochSampler(len(samples), seed=self.seed,
-                                    shuffle=train and cfg.order != "sequential", rank=rank,
-                                    world_size=world_size, distributed=distributed, pad=train)
-            loaders.append(DataLoader(
-                dataset, batch_size=cfg.batch_size if train else cfg.val_batch_size,
-                sampler=sampler, num_workers=cfg.num_workers, pin_memory=on_cuda,
-                drop_last=cfg.drop_last if train else False,
-                persistent_workers=cfg.num_workers > 0,
-                prefetch_factor=cfg.batches_ahead if cfg.num_workers > 0 else None))
+                raise DataError(f"{split} folder {path} has {len(classes)} classes but data.num_classes={num_classes}")
+            dataset = _ImageTreeDataset(
+                samples,
+                train=train,
+                random_crop=cfg.random_resized_crop,
+                flip=cfg.random_flip,
+                scale_min=cfg.crop_scale_min,
+                center_ratio=cfg.center_crop_ratio,
+            )
+            sampler = _EpochSampler(
+                len(samples),
+                seed=self.seed,
+                shuffle=train and cfg.order != "sequential",
+                rank=rank,
+                world_size=world_size,
+                distributed=distributed,
+                pad=train,
+            )
+            loaders.append(
+                DataLoader(
+                    dataset,
+                    batch_size=cfg.batch_size if train else cfg.val_batch_size,
+                    sampler=sampler,
+                    num_workers=cfg.num_workers,
+                    pin_memory=on_cuda,
+                    drop_last=cfg.drop_last if train else False,
+                    persistent_workers=cfg.num_workers > 0,
+                    prefetch_factor=cfg.batches_ahead if cfg.num_workers > 0 else None,
+                )
+            )
         self.train_loader, self.val_loader = loaders
 
     def train_len(self) -> int:

@@ -3,6 +3,7 @@
 Class indices follow torchvision's ImageFolder (sorted class folder names), so a model trained
 on the .beton written from a tree and one trained on the tree itself agree on labels.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,9 @@ def scan_image_tree(root: str | os.PathLike) -> Tuple[List[str], List[Tuple[str,
     for index, name in enumerate(classes):
         found = []
         for dirpath, _, files in sorted(os.walk(root / name, followlinks=True)):
-            found.extend(os.path.join(dirpath, f) for f in sorted(files)
-                         if f.lower().endswith(IMAGE_EXTENSIONS))
+            found.extend(os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS))
         if not found:
-            raise DataError(f"class folder {root / name} has no images "
-                            f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"class folder {root / name} has no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         samples.extend((f, index) for f in found)
     return classes, samples
 

@@ -1,4 +1,5 @@
 """``DataModule``: what the trainer sees of the data, whichever loader builds the batches."""
+
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,7 @@ from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 
 import torch
 
-from acdc_exp.data.settings import (per_process_batch, resolution_for_epoch, resolve_num_workers,
-                                    validate_data_config)
+from acdc_exp.data.settings import per_process_batch, resolution_for_epoch, resolve_num_workers, validate_data_config
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -46,9 +46,13 @@ class DataModule:
 
     def loading(self) -> Dict[str, int]:
         """What a run's summary and W&B config record about how it reads its data."""
-        return {"global_batch_size": int(self.cfg.batch_size) * self.world_size,
-                "batch_size_per_process": int(self.cfg.batch_size), "world_size": self.world_size,
-                "steps_per_epoch": self.steps_per_epoch(), "num_workers": int(self.cfg.num_workers)}
+        return {
+            "global_batch_size": int(self.cfg.batch_size) * self.world_size,
+            "batch_size_per_process": int(self.cfg.batch_size),
+            "world_size": self.world_size,
+            "steps_per_epoch": self.steps_per_epoch(),
+            "num_workers": int(self.cfg.num_workers),
+        }
 
     def steps_per_epoch(self) -> int:
         steps = self.source.train_len()
@@ -78,8 +82,7 @@ class DataModule:
     def train_batches(self, epoch: int) -> Iterable[Batch]:
         if self._active is not None:
             self._active.close()
-        self._active = self._own(self.source.train_epoch(epoch, self.resolution(epoch)),
-                                 self.cfg.limit_train_batches)
+        self._active = self._own(self.source.train_epoch(epoch, self.resolution(epoch)), self.cfg.limit_train_batches)
         return self._active
 
     def val_batches(self) -> Iterable[Batch]:
@@ -93,7 +96,8 @@ class DataModule:
             shape = (1, 3, 1, 1)
             self._stats[device] = (
                 torch.tensor(list(self.cfg.mean), dtype=torch.float32, device=device).view(shape),
-                torch.tensor(list(self.cfg.std), dtype=torch.float32, device=device).view(shape))
+                torch.tensor(list(self.cfg.std), dtype=torch.float32, device=device).view(shape),
+            )
         mean, std = self._stats[device]
         return torch.sub(images.to(torch.float32), mean).div_(std)
 
@@ -104,14 +108,18 @@ def _resolve(path: Optional[str], what: str, name: str) -> Path:
     return Path(os.path.expanduser(str(path)))
 
 
-def build_data(cfg, *, data_cache: str, device: torch.device, seed: int, rank: int = 0,
-               world_size: int = 1, distributed: bool = False) -> DataModule:
+def build_data(
+    cfg, *, data_cache: str, device: torch.device, seed: int, rank: int = 0, world_size: int = 1, distributed: bool = False
+) -> DataModule:
     """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
     validate_data_config(cfg)
     global_batch = int(cfg.batch_size)
-    cfg = _per_process(cfg, batch_size=per_process_batch(global_batch, world_size, "batch_size"),
-                       val_batch_size=per_process_batch(int(cfg.val_batch_size), world_size, "val_batch_size"),
-                       num_workers=resolve_num_workers(cfg.num_workers))
+    cfg = _per_process(
+        cfg,
+        batch_size=per_process_batch(global_batch, world_size, "batch_size"),
+        val_batch_size=per_process_batch(int(cfg.val_batch_size), world_size, "val_batch_size"),
+        num_workers=resolve_num_workers(cfg.num_workers),
+    )
     device = torch.device(device)
     distributed = distributed or world_size > 1
     if cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None:
@@ -128,17 +136,28 @@ def build_data(cfg, *, data_cache: str, device: torch.device, seed: int, rank: i
     if cfg.loader == "ffcv":
         from acdc_exp.data.ffcv_loader import FfcvSource
 
-        source: _Source = FfcvSource(cfg, train_path, val_path, device=device, seed=seed,
-                                     distributed=distributed, num_classes=cfg.num_classes)
+        source: _Source = FfcvSource(
+            cfg, train_path, val_path, device=device, seed=seed, distributed=distributed, num_classes=cfg.num_classes
+        )
     else:
         from acdc_exp.data.folder_loader import FolderSource
 
-        source = FolderSource(cfg, train_path, val_path, device=device, seed=seed, rank=rank,
-                              world_size=world_size, distributed=distributed,
-                              num_classes=cfg.num_classes)
+        source = FolderSource(
+            cfg,
+            train_path,
+            val_path,
+            device=device,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            distributed=distributed,
+            num_classes=cfg.num_classes,
+        )
     if source.train_len() == 0:
-        raise DataError(f"the train set at {train_path} fills no batch of data.batch_size="
-                        f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size")
+        raise DataError(
+            f"the train set at {train_path} fills no batch of data.batch_size="
+            f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size"
+        )
     return DataModule(cfg, source, device, world_size)
 
 

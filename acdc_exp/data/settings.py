@@ -1,4 +1,5 @@
 """Checks on ``DataConfig`` values and the progressive-resolution schedule."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ def per_process_batch(global_batch: int, world_size: int, name: str) -> int:
     processes takes an equal share, so a run takes the same optimizer steps per epoch (and
     the recipe's learning rates mean the same) on any number of GPUs."""
     if global_batch % world_size:
-        raise DataError(f"data.{name}={global_batch} is the global batch and does not split evenly over "
-                        f"{world_size} processes; allowed: a multiple of {world_size}")
+        raise DataError(
+            f"data.{name}={global_batch} is the global batch and does not split evenly over "
+            f"{world_size} processes; allowed: a multiple of {world_size}"
+        )
     return global_batch // world_size
 
 
@@ -68,23 +71,23 @@ def validate_data_config(cfg: Any) -> None:
     given = [f for f in _RAMP_FIELDS if getattr(cfg, f, None) is not None]
     if given and len(given) < len(_RAMP_FIELDS):
         missing = [f for f in _RAMP_FIELDS if f not in given]
-        raise DataError(f"progressive resizing needs all of {', '.join(_RAMP_FIELDS)}; "
-                        f"missing data.{', data.'.join(missing)} (or set all to null)")
+        raise DataError(
+            f"progressive resizing needs all of {', '.join(_RAMP_FIELDS)}; "
+            f"missing data.{', data.'.join(missing)} (or set all to null)"
+        )
     if given:
         _check_side("min_res", cfg.min_res)
         _check_side("max_res", cfg.max_res)
         if cfg.min_res > cfg.max_res:
             raise DataError(f"data.min_res={cfg.min_res} is larger than data.max_res={cfg.max_res}")
         if not 0 <= cfg.start_ramp <= cfg.end_ramp:
-            raise DataError(f"data.start_ramp={cfg.start_ramp}, data.end_ramp={cfg.end_ramp}: "
-                            f"need 0 <= start_ramp <= end_ramp")
+            raise DataError(f"data.start_ramp={cfg.start_ramp}, data.end_ramp={cfg.end_ramp}: need 0 <= start_ramp <= end_ramp")
     if not 0.0 < cfg.crop_scale_min <= 1.0:
         raise DataError(f"data.crop_scale_min={cfg.crop_scale_min} must be in (0, 1]")
     if not 0.0 < cfg.center_crop_ratio <= 1.0:
         raise DataError(f"data.center_crop_ratio={cfg.center_crop_ratio} must be in (0, 1]")
     if len(cfg.mean) != 3 or len(cfg.std) != 3:
-        raise DataError(f"data.mean and data.std need 3 values (RGB), got {list(cfg.mean)} "
-                        f"and {list(cfg.std)}")
+        raise DataError(f"data.mean and data.std need 3 values (RGB), got {list(cfg.mean)} and {list(cfg.std)}")
     if min(cfg.std) <= 0:
         raise DataError(f"data.std={list(cfg.std)} must be positive")
     for name in ("limit_train_batches", "limit_val_batches"):
@@ -92,8 +95,7 @@ def validate_data_config(cfg: Any) -> None:
         if value is not None and value < 1:
             raise DataError(f"data.{name}={value} must be >= 1 or null")
     if cfg.loader == "ffcv" and cfg.order == "quasi_random" and cfg.os_cache:
-        raise DataError("data.order=quasi_random needs data.os_cache=false (FFCV only "
-                        "supports it with its process cache)")
+        raise DataError("data.order=quasi_random needs data.os_cache=false (FFCV only supports it with its process cache)")
 
 
 def resolution_for_epoch(cfg: Any, epoch: int) -> int:

@@ -6,6 +6,7 @@ sample counts twice in top-1. So each rank takes every ``world_size``-th sample 
 rank on, and the shards together cover the set exactly once; their sizes differ by at most
 one, which evaluation tolerates (it sums counts over ranks once, at the end).
 """
+
 from __future__ import annotations
 
 from typing import List

@@ -5,6 +5,7 @@ crop or flip changes the pixels but the mean colour of any crop still names the 
 Optionally the first train image of class 0 is a grayscale JPEG (class 0 is gray, so it stays
 recognisable) and the first train image of class 1 a CMYK JPEG, the two odd kinds ImageNet has.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,16 @@ from PIL import Image
 
 from acdc_exp.errors import DataError
 
-_PALETTE = [(128, 128, 128), (200, 50, 50), (50, 200, 50), (50, 50, 200),
-            (200, 200, 50), (200, 50, 200), (50, 200, 200), (230, 140, 40)]
+_PALETTE = [
+    (128, 128, 128),
+    (200, 50, 50),
+    (50, 200, 50),
+    (50, 50, 200),
+    (200, 200, 50),
+    (200, 50, 200),
+    (50, 200, 200),
+    (230, 140, 40),
+]
 TEXTURE = 25  # amplitude of the texture; palette colours are >= 100 apart per channel
 
 
@@ -29,8 +38,7 @@ def class_colour(index: int) -> Tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(40, 216, size=3))
 
 
-def _image(rng: np.random.Generator, colour: Sequence[int], height: int, width: int,
-           noise: float) -> np.ndarray:
+def _image(rng: np.random.Generator, colour: Sequence[int], height: int, width: int, noise: float) -> np.ndarray:
     period = rng.uniform(20.0, 60.0)
     yy, xx = np.mgrid[0:height, 0:width]
     # asymmetric stripes: horizontal flips and crops are visible in the pixels
@@ -43,10 +51,19 @@ def _image(rng: np.random.Generator, colour: Sequence[int], height: int, width: 
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def make_image_tree(out: str | os.PathLike, *, classes: int = 4, per_class: int = 5,
-                    val_per_class: Optional[int] = None, min_side: int = 300,
-                    max_side: int = 500, seed: int = 0, odd_modes: bool = True,
-                    quality: int = 90, noise: float = 0.0) -> Path:
+def make_image_tree(
+    out: str | os.PathLike,
+    *,
+    classes: int = 4,
+    per_class: int = 5,
+    val_per_class: Optional[int] = None,
+    min_side: int = 300,
+    max_side: int = 500,
+    seed: int = 0,
+    odd_modes: bool = True,
+    quality: int = 90,
+    noise: float = 0.0,
+) -> Path:
     """Write ``out/{train,val}/class_XX/*.JPEG`` and return ``out``.
 
     ``noise``: std of Gaussian pixel noise added on top of the texture (0 = smooth images).

@@ -3,6 +3,7 @@
 Runs are grouped by (method, mask type, sparsity); seeds are averaged (mean and standard
 deviation), so a seeds sweep reads as error bars.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,19 @@ from typing import Dict, List, Optional, Tuple
 
 from acdc_exp.errors import DataError
 
-COLUMNS = ("method", "mask_type", "sparsity", "runs", "dense_top1", "dense_top1_std", "sparse_top1", "sparse_top1_std",
-           "final_top1", "final_top1_std", "gap")
+COLUMNS = (
+    "method",
+    "mask_type",
+    "sparsity",
+    "runs",
+    "dense_top1",
+    "dense_top1_std",
+    "sparse_top1",
+    "sparse_top1_std",
+    "final_top1",
+    "final_top1_std",
+    "gap",
+)
 
 
 @dataclass
@@ -117,8 +129,15 @@ def plot(rows: List[Row], path: Path, title: str) -> Path:
         ax.errorbar(xs, [m for m, _ in sparse], yerr=[sd for _, sd in sparse], marker="o", capsize=3, label=f"{label} sparse")
         dense = [r.mean_std("dense_top1") for r in rs]
         if all(m is not None for m, _ in dense) and label.startswith("acdc"):
-            ax.errorbar(xs, [m for m, _ in dense], yerr=[sd for _, sd in dense], marker="s", ls="--", capsize=3,
-                        label=f"{label} dense member")
+            ax.errorbar(
+                xs,
+                [m for m, _ in dense],
+                yerr=[sd for _, sd in dense],
+                marker="s",
+                ls="--",
+                capsize=3,
+                label=f"{label} dense member",
+            )
     ax.set_xlabel("target sparsity")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)

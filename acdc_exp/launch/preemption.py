@@ -3,6 +3,7 @@
 handler only raises a flag; the trainer finishes its current step, writes last.pt and stops.
 Then the handler that was installed before ours (submitit's, which requeues the job) runs,
 and the requeued job continues from last.pt (``trainer.resume=auto``)."""
+
 from __future__ import annotations
 
 import signal

@@ -1,4 +1,5 @@
 """Loggers: console lines, Weights & Biases, and plots (named ``loggers``, not the stdlib ``logging``)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The logger interface the trainer talks to; subclasses send the records somewhere."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Prints evaluations, phase switches and mask updates as plain lines (tqdm-safe)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping

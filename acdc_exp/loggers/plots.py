@@ -1,4 +1,5 @@
 """Matplotlib figures: the plan (lr, sparsity, phases) and phase-shaded training curves."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,7 @@ PHASE_COLOURS = {"dense": "#dbeafe", "compressed": "#fde2e2", "qat": "#e9d5ff"}
 def shade_phases(ax, intervals: Iterable[Tuple[float, float, str]]) -> None:
     seen = set()
     for start, end, name in intervals:
-        ax.axvspan(start, end, color=PHASE_COLOURS.get(name, "#eeeeee"), alpha=0.7, lw=0,
-                   label=None if name in seen else name)
+        ax.axvspan(start, end, color=PHASE_COLOURS.get(name, "#eeeeee"), alpha=0.7, lw=0, label=None if name in seen else name)
         seen.add(name)
 
 
@@ -91,8 +91,13 @@ def plot_layer_sparsity(update: "MaskUpdate", path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 1.6 + 0.28 * max(len(names), 1)), layout="constrained")
     ax.barh(ys, [update.layer_sparsity[n] for n in names], height=0.4, color="#b91c1c", label="sparsity")
     if update.layer_changed:
-        ax.barh([y + 0.4 for y in ys], [update.layer_changed.get(n, 0.0) for n in names], height=0.4,
-                color="#2563eb", label="mask changed since last compressed phase")
+        ax.barh(
+            [y + 0.4 for y in ys],
+            [update.layer_changed.get(n, 0.0) for n in names],
+            height=0.4,
+            color="#2563eb",
+            label="mask changed since last compressed phase",
+        )
     ax.axvline(update.target_sparsity, color="black", lw=0.8, ls="--", label=f"target {update.target_sparsity:.3f}")
     ax.set_yticks([y + 0.2 for y in ys])
     ax.set_yticklabels(names, fontsize=7)

@@ -12,6 +12,7 @@ Key scheme (see docs/wandb.md for the suggested panels):
   phase: the AC/DC paper's mask-stability measure), ``sparsity/layer/<layer>``, a
   ``sparsity/layers`` table and a ``sparsity/layers_chart`` bar chart (also in run_dir/plots).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,31 +27,30 @@ import wandb
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.plots import plot_layer_sparsity
-from acdc_exp.loggers.wandb_reader import wait_until_complete
+from acdc_exp.loggers.wandb_log_file import wait_until_complete
 from acdc_exp.sparsity.sparsifier import MaskUpdate
 
 MODES = ("online", "offline", "disabled")
 MAX_NAME_LEN = 128
 FLUSH_TIMEOUT_S = 60.0
 
-# the trainer's per-step keys -> their W&B section; unknown keys pass through unchanged
-STEP_KEYS = {
-    "train/loss": "train/loss",
-    "train/top1": "train/top1",
-    "img_per_s": "train/img_per_s",
-    "lr": "schedule/lr",
-    "weight_decay": "schedule/weight_decay",
-    "phase": "schedule/phase",
-    "phase_name": "schedule/phase_name",
-    "target_sparsity": "schedule/target_sparsity",
-    "epoch": "epoch",
-}
-
 # override keys that say where or how a run executes, not what it trains: left out of names
 NOISY_KEYS = (
-    "paths", "logger", "hydra", "experiment", "experiment_name", "checkpoint",
-    "trainer.progress", "trainer.resume", "trainer.num_threads", "trainer.device",
-    "data.num_workers", "data.train_path", "data.val_path", "data.cache_dir", "data.os_cache",
+    "paths",
+    "logger",
+    "hydra",
+    "experiment",
+    "experiment_name",
+    "checkpoint",
+    "trainer.progress",
+    "trainer.resume",
+    "trainer.num_threads",
+    "trainer.device",
+    "data.num_workers",
+    "data.train_path",
+    "data.val_path",
+    "data.cache_dir",
+    "data.os_cache",
     "data.batches_ahead",
 )
 
@@ -114,13 +114,7 @@ def _clean(value: Any) -> Any:
 
 class WandbLogger(Logger):
     def __init__(
-        self,
-        cfg,
-        *,
-        run_dir: Path,
-        config: Dict[str, Any],
-        resume_id: Optional[str] = None,
-        overrides: Sequence[str] = (),
+        self, cfg, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str] = None, overrides: Sequence[str] = ()
     ) -> None:
         mode = str(getattr(cfg, "mode", "offline"))
         if mode not in MODES:
@@ -154,7 +148,7 @@ class WandbLogger(Logger):
             reinit="create_new",
         )
         self.run_id: Optional[str] = self.run.id
-        # the transaction log (what `wandb sync` uploads and wandb_reader reads)
+        # the transaction log (what `wandb sync` uploads and the tests read back)
         self.sync_file: Optional[Path] = None if mode == "disabled" else Path(self.run.settings.sync_file)
         self._define_metrics()
 
@@ -183,7 +177,7 @@ class WandbLogger(Logger):
     def log_step(self, metrics: Mapping[str, Any], step: int) -> None:
         if not self.enabled:
             return
-        self._log({STEP_KEYS.get(k, k): v for k, v in metrics.items()}, step)
+        self._log(dict(metrics), step)  # the keys are already W&B's (loggers.metric_keys)
 
     def log_eval(self, metrics: Mapping[str, Any], step: int, epoch: float) -> None:
         if not self.enabled:
@@ -258,8 +252,18 @@ class WandbLogger(Logger):
     def _log_run_artifacts(self, summary: Mapping[str, Any]) -> None:
         ckpts = summary.get("checkpoints") or {}
         pair = [Path(ckpts[k]) for k in ("dense", "final", "int8") if ckpts.get(k)]
-        meta = {k: summary.get(k) for k in ("dense_top1", "sparse_top1", "dense_sparse_gap", "sparse_int8_top1",
-                                            "sparsity_target", "params_total", "params_nonzero")}
+        meta = {
+            k: summary.get(k)
+            for k in (
+                "dense_top1",
+                "sparse_top1",
+                "dense_sparse_gap",
+                "sparse_int8_top1",
+                "sparsity_target",
+                "params_total",
+                "params_nonzero",
+            )
+        }
         # named by run id alone so a resumed run adds a version instead of a new artifact
         self._artifact(f"acdc-pair-{self.run_id}", "model", pair, meta)
         onnx = summary.get("onnx") or []

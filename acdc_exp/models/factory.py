@@ -1,4 +1,5 @@
 """Build models by name: torchvision ResNets (quantization-ready variants) and the small ResNet."""
+
 from __future__ import annotations
 
 import os
@@ -72,7 +73,11 @@ def _torchvision_weights(name: str, weights: str) -> dict:
 
 
 def load_pretrained(model: nn.Module, name: str, weights: str) -> None:
-    state = _state_dict_from_file(weights) if os.path.sep in weights or os.path.exists(weights) else _torchvision_weights(name, weights)
+    state = (
+        _state_dict_from_file(weights)
+        if os.path.sep in weights or os.path.exists(weights)
+        else _torchvision_weights(name, weights)
+    )
     own = model.state_dict()
     # a different number of classes keeps the fresh classifier (fine-tuning on a new dataset)
     state = {k: v for k, v in state.items() if not (k in own and own[k].shape != v.shape and k.startswith("fc."))}

@@ -6,6 +6,7 @@ names (``input`` = stem, ``sections`` = layers) work the same on the demo and on
 It is quantization-ready for eager-mode QAT: a QuantStub/DeQuantStub pair, FloatFunctional
 residual adds, and a float classifier after the DeQuantStub.
 """
+
 from __future__ import annotations
 
 from typing import List

@@ -4,6 +4,7 @@ A schedule is a list of segments, each a LearningRateFunctionModifier (linear / 
 [start, end)) or a SetLearningRateModifier (constant from start on). At any epoch the segment
 that started last is in force; once its end has passed the lr holds its final value.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,9 @@ class LRSegment:
     def __post_init__(self) -> None:
         if self.func not in LR_FUNCS:
             raise ConfigError(f"lr_schedule func={self.func!r} is not supported; allowed: {', '.join(LR_FUNCS)}")
-        if self.init_lr < 0 or self.final_lr < 0:
-            raise ConfigError(f"lr_schedule init_lr={self.init_lr}, final_lr={self.final_lr}: learning rates must be >= 0")
+        for key in ("init_lr", "final_lr"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"lr_schedule segment {key}={getattr(self, key)} is negative; allowed: lr >= 0")
         if self.func != "constant":
             if self.end_epoch is None or self.end_epoch <= self.start_epoch:
                 raise ConfigError(

@@ -5,6 +5,7 @@ whether masks are recomputed, QAT switches) from the config alone, with no model
 data, so a 206-epoch schedule can be printed, plotted and tested in milliseconds, and a
 resumed run lands in the right phase from its step counter alone.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Each schedule answers, for a fractional epoch, which phase is in force and at what target
 sparsity, and lists the epochs at which masks are recomputed. Nothing here sees a model.
 """
+
 from __future__ import annotations
 
 import math
@@ -188,7 +189,10 @@ def build_sparsity_schedule(cfg) -> SparsitySchedule:
         return SparsitySchedule()
     if method == "gmp":
         return GMPSchedule(
-            float(cfg.sparsity), float(cfg.init_sparsity), float(cfg.start_epoch), float(cfg.end_epoch),
+            float(cfg.sparsity),
+            float(cfg.init_sparsity),
+            float(cfg.start_epoch),
+            float(cfg.end_epoch),
             float(cfg.update_frequency),
         )
     if cfg.phases:

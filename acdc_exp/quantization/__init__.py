@@ -1,4 +1,5 @@
 """Quantization-aware training on torch.ao.quantization, and export helpers."""
+
 from __future__ import annotations
 
 from torch import nn

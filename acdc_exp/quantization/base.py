@@ -1,4 +1,5 @@
 """The interface the trainer calls for quantization-aware training; a no-op when QAT is off."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -14,6 +14,7 @@ Exporters (torch 2.14):
 Opsets and IR versions per format (defaults, ranges, user overrides) are ``onnx_compat``'s: the
 defaults load in onnxruntime and in DeepSparse 1.8.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,9 +73,7 @@ def warm_dynamo_exporter() -> None:
     _retry_ast_bug(load)
 
 
-def export_fp32(
-    model: nn.Module, path: Path, example: torch.Tensor, versions: OnnxVersions = OnnxVersions(),
-) -> onnx.ModelProto:
+def export_fp32(model: nn.Module, path: Path, example: torch.Tensor, versions: OnnxVersions = OnnxVersions()) -> onnx.ModelProto:
     """Dynamo export with a dynamic batch dimension at the fp32 opset, made loadable by older
     engines (``onnx_compat``); the torch exporter's progress lines are captured (they would
     interleave with the CLI's table)."""
@@ -87,8 +86,15 @@ def export_fp32(
     def run() -> None:
         with torch.no_grad(), quiet_ao(), contextlib.redirect_stdout(sink):
             torch.onnx.export(
-                model, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
-                dynamic_shapes=({0: batch},), input_names=["input"], output_names=["logits"],
+                model,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
+                dynamic_shapes=({0: batch},),
+                input_names=["input"],
+                output_names=["logits"],
             )
 
     _retry_ast_bug(run)
@@ -99,7 +105,7 @@ def export_fp32(
 
 
 def export_int8(
-    int8_model: nn.Module, path: Path, example: torch.Tensor, fmt: str = "qdq", versions: OnnxVersions = OnnxVersions(),
+    int8_model: nn.Module, path: Path, example: torch.Tensor, fmt: str = "qdq", versions: OnnxVersions = OnnxVersions()
 ) -> onnx.ModelProto:
     """TorchScript export of a converted int8 model, tidied, optionally rewritten to QOperator."""
     if fmt not in FORMATS:
@@ -109,8 +115,14 @@ def export_int8(
     sink = io.StringIO()
     with torch.no_grad(), quiet_ao(), contextlib.redirect_stdout(sink):
         torch.onnx.export(
-            int8_model, (example,), buf, dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["logits"], dynamic_axes=_dynamic_batch_axes(),
+            int8_model,
+            (example,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes=_dynamic_batch_axes(),
         )
     proto = tidy_qdq(onnx.load_from_string(buf.getvalue()))
     if fmt == "qoperator":
@@ -167,15 +179,21 @@ def torch_layer_sparsity(model: nn.Module) -> Dict[str, float]:
 
 
 # measured (README, deployment): DeepSparse 1.8 runs 7% of a per-channel QLinearConv ResNet-50
-PER_CHANNEL_NOTE = ("per-channel int8 weights: DeepSparse 1.8 supports only per-tensor QLinearConv and runs this "
-                    "file on its dense fallback; train with quantization.per_channel=false for a sparse engine")
+PER_CHANNEL_NOTE = (
+    "per-channel int8 weights: DeepSparse 1.8 supports only per-tensor QLinearConv and runs this "
+    "file on its dense fallback; train with quantization.per_channel=false for a sparse engine"
+)
 
 
 def has_per_channel_weights(int8_model: nn.Module) -> bool:
     for module in int8_model.modules():
         w = getattr(module, "weight", None)
         w = w() if callable(w) else w
-        if isinstance(w, torch.Tensor) and w.is_quantized and w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        if (
+            isinstance(w, torch.Tensor)
+            and w.is_quantized
+            and w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+        ):
             return True
     return False
 
@@ -187,8 +205,17 @@ def _fake_quant_eval(model: nn.Module) -> nn.Module:
 
 
 def export_member(
-    model: nn.Module, member: str, out_dir: Path, *, res: int, fmt: str = "qdq", backend: str = "x86",
-    batch: int = 8, seed: int = 0, inputs: Optional[torch.Tensor] = None, versions: OnnxVersions = OnnxVersions(),
+    model: nn.Module,
+    member: str,
+    out_dir: Path,
+    *,
+    res: int,
+    fmt: str = "qdq",
+    backend: str = "x86",
+    batch: int = 8,
+    seed: int = 0,
+    inputs: Optional[torch.Tensor] = None,
+    versions: OnnxVersions = OnnxVersions(),
 ) -> List[ExportedFile]:
     """Export one member: FP32 always; for a QAT-prepared model also the int8 file in ``fmt``.
     ``inputs`` (normalized images) check the files; default: ``batch`` random N(0, 1) images."""
@@ -202,21 +229,37 @@ def export_member(
     fview = float_view(model)
     fp32_path = out_dir / f"{member}_fp32.onnx"
     proto = export_fp32(fview, fp32_path, example, versions)
-    files.append(ExportedFile(
-        member, "fp32", str(fp32_path), _opset(proto), proto.ir_version,
-        check_agreement(fp32_path, fview, inputs, ref_name=f"{member} float (PyTorch)"),
-        [r.as_dict() for r in weight_sparsity(proto)], torch_layer_sparsity(fview),
-    ))
+    files.append(
+        ExportedFile(
+            member,
+            "fp32",
+            str(fp32_path),
+            _opset(proto),
+            proto.ir_version,
+            check_agreement(fp32_path, fview, inputs, ref_name=f"{member} float (PyTorch)"),
+            [r.as_dict() for r in weight_sparsity(proto)],
+            torch_layer_sparsity(fview),
+        )
+    )
     if is_prepared(model):
         int8 = convert_to_int8(model, backend)
         q_path = out_dir / f"{member}_int8_{fmt}.onnx"
         qproto = export_int8(int8, q_path, example, fmt, versions)
-        files.append(ExportedFile(
-            member, fmt, str(q_path), _opset(qproto), qproto.ir_version,
-            check_agreement(q_path, int8, inputs, ref_name=f"{member} int8 (torch.ao convert)", noise_reference=_fake_quant_eval(model)),
-            [r.as_dict() for r in weight_sparsity(qproto)], torch_layer_sparsity(int8),
-            [PER_CHANNEL_NOTE] if fmt == "qoperator" and has_per_channel_weights(int8) else [],
-        ))
+        files.append(
+            ExportedFile(
+                member,
+                fmt,
+                str(q_path),
+                _opset(qproto),
+                qproto.ir_version,
+                check_agreement(
+                    q_path, int8, inputs, ref_name=f"{member} int8 (torch.ao convert)", noise_reference=_fake_quant_eval(model)
+                ),
+                [r.as_dict() for r in weight_sparsity(qproto)],
+                torch_layer_sparsity(int8),
+                [PER_CHANNEL_NOTE] if fmt == "qoperator" and has_per_channel_weights(int8) else [],
+            )
+        )
     return files
 
 

@@ -1,4 +1,5 @@
 """A float copy of a QAT-prepared model: the same weights without fake quantization."""
+
 from __future__ import annotations
 
 import copy

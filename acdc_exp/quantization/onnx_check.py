@@ -1,4 +1,5 @@
 """Run an exported file in onnxruntime and compare it with the PyTorch model it came from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class Agreement:
 
 
 def check_agreement(
-    path: Path, reference: nn.Module, inputs: torch.Tensor, *, ref_name: str, noise_reference: Optional[nn.Module] = None,
+    path: Path, reference: nn.Module, inputs: torch.Tensor, *, ref_name: str, noise_reference: Optional[nn.Module] = None
 ) -> Agreement:
     """Run the file in onnxruntime and compare with ``reference`` on ``inputs``; the batch is
     also split in two uneven runs to prove the batch dimension is dynamic. A quantized file

@@ -10,6 +10,7 @@ asks for. ``pool_from_spatial_mean`` writes the classifier's global average pool
 which DeepSparse 1.8 does not support, and one unsupported op leaves its whole graph to the
 dense fallback (0% supported; measured in the README's deployment section).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,10 @@ class OnnxVersions:
         for family in DEFAULT_OPSET:
             self.opset(family)
         if self.ir_version is not None and not 3 <= int(self.ir_version) <= onnx.IR_VERSION:
-            raise ConfigError(f"ir_version={self.ir_version} is not supported; allowed: 3..{onnx.IR_VERSION} (default: the lowest the opset needs)")
+            raise ConfigError(
+                f"ir_version={self.ir_version} is not supported; allowed: 3..{onnx.IR_VERSION} "
+                "(default: the lowest the opset needs)"
+            )
         return self
 
 
@@ -119,8 +123,12 @@ def pool_from_spatial_mean(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = []
     for node in model.graph.node:
         keepdims = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "keepdims"), 1)
-        if (node.op_type == "ReduceMean" and keepdims == 1 and ranks.get(node.input[0]) == 4
-                and _reduced_axes(node, consts, prod, 4) == {2, 3}):
+        if (
+            node.op_type == "ReduceMean"
+            and keepdims == 1
+            and ranks.get(node.input[0]) == 4
+            and _reduced_axes(node, consts, prod, 4) == {2, 3}
+        ):
             node = helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name)
         nodes.append(node)
     del model.graph.node[:]

@@ -6,6 +6,7 @@ QuantizeLinear and DequantizeLinear. ``tidy_qdq`` folds those into initializers 
 quantized weight is a plain int8 initializer feeding a DequantizeLinear (the pattern engines
 and ``to_qoperator`` look for). Only the constant plumbing is folded: Q/DQ nodes stay.
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ swap reuse the original ``nn.Parameter`` objects (the optimizer keeps working) a
 module takes the conv's name, so ``layer1.0.conv1.weight`` still names the pruned weight.
 After that the plan's observer and BN-statistics freezes are applied, idempotently.
 """
+
 from __future__ import annotations
 
 import copy

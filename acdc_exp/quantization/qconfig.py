@@ -5,6 +5,7 @@ Weights: qint8 [-128, 127], symmetric, per tensor (or per output channel). Symme
 have zero point 0, so a pruned weight (exactly 0.0) fake-quantizes to exactly 0.0 and becomes
 the int8 value 0 after conversion: masks survive quantization bit-exactly.
 """
+
 from __future__ import annotations
 
 import warnings

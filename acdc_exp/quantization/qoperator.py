@@ -10,6 +10,7 @@ lowest uint8 value (0): clamping at the zero point is then exactly Relu. The int
 requantized to scale x_scale * w_scale, which QLinearConv requires. Adds, pools and the float
 classifier keep their QDQ / float form (standard ONNX ops, no vendor domains).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -59,7 +60,16 @@ def to_qoperator(model: onnx.ModelProto) -> onnx.ModelProto:
         if x_scale is None:
             continue
         w_scale = consts[dq_w.input[1]]
-        inputs = [dq_x.input[0], dq_x.input[1], dq_x.input[2], dq_w.input[0], dq_w.input[1], dq_w.input[2], q.input[1], q.input[2]]
+        inputs = [
+            dq_x.input[0],
+            dq_x.input[1],
+            dq_x.input[2],
+            dq_w.input[0],
+            dq_w.input[1],
+            dq_w.input[2],
+            q.input[1],
+            q.input[2],
+        ]
         if len(conv.input) > 2 and conv.input[2]:
             bias = _float_bias(conv.input[2], prod, consts)
             if bias is None:

@@ -6,6 +6,7 @@ layer1..layerN. Everything else (avgpool's output after the DeQuantStub, ``fc``)
 When only one of the two is quantized, a stub at the entry of ``layer1`` moves the
 float/int8 boundary there (see ``_BoundarySequential``).
 """
+
 from __future__ import annotations
 
 import re
@@ -78,7 +79,9 @@ class _BoundarySequential(nn.Sequential):
 
 def _add_boundary(section: nn.Module, stub: nn.Module) -> None:
     if not isinstance(section, nn.Sequential):
-        raise ConfigError(f"cannot place a quantization boundary at {type(section).__name__}; quantize input and sections together")
+        raise ConfigError(
+            f"cannot place a quantization boundary at {type(section).__name__}; quantize input and sections together"
+        )
     section.__class__ = _BoundarySequential
     section.add_module("boundary", stub)
 

@@ -5,6 +5,7 @@ with a safe arithmetic evaluator, and translate its modifiers into acdc-exp conf
 * ``apply_recipe(cfg, cli_overrides)`` -> the composed config with the recipe merged in;
 * ``experiment_yaml(...)`` -> a Hydra experiment file equivalent to a recipe.
 """
+
 from acdc_exp.recipe.apply import apply_recipe
 from acdc_exp.recipe.convert import Recipe, load_recipe, recipe_to_config
 from acdc_exp.recipe.experiment import experiment_yaml

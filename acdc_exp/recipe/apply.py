@@ -5,6 +5,7 @@ Precedence, lowest to highest: config groups and experiment < ``recipe`` < expli
 recipe's schedule for 2 epochs (the recipe's epoch numbers are not rescaled: use
 ``recipe_args`` for that, e.g. ``recipe_args='{num_epochs: 150}'``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

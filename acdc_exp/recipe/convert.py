@@ -14,6 +14,7 @@ translation keeps SparseML's meaning:
   SparseML ResNet parameter names translated to torchvision's and duplicates dropped;
 * QuantizationModifier -> ``quantization``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -67,7 +68,9 @@ def recipe_to_config(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> D
     pretrained = card_training_flags(recipe_path).get("pretrained")
     if pretrained is not None:
         if pretrained.lower() not in ("true", "false"):
-            raise ConfigError(f"recipe {str(recipe_path)!r}: --pretrained {pretrained!r} in its training command; allowed: True, False")
+            raise ConfigError(
+                f"recipe {str(recipe_path)!r}: --pretrained {pretrained!r} in its training command; allowed: True, False"
+            )
         out["model"] = {"pretrained": pretrained.lower() == "true"}
     return out
 
@@ -88,9 +91,7 @@ def recipe_config(recipe: Recipe) -> Dict[str, Any]:
 
 def _only_one(mods: Sequence[Modifier], what: str) -> Optional[Modifier]:
     if len(mods) > 1:
-        raise ConfigError(
-            f"recipe has {len(mods)} {what} modifiers ({', '.join(m.type for m in mods)}); allowed: at most one"
-        )
+        raise ConfigError(f"recipe has {len(mods)} {what} modifiers ({', '.join(m.type for m in mods)}); allowed: at most one")
     return mods[0] if mods else None
 
 
@@ -245,7 +246,9 @@ def _quantization(mods: Sequence[Modifier]) -> Dict[str, Any]:
     if isinstance(subs, str):
         subs = [subs]
     if not isinstance(subs, list) or not subs or not all(isinstance(s, str) for s in subs):
-        raise ConfigError(f"QuantizationModifier.submodules={subs!r} is not a list of module names; allowed: e.g. [input, sections]")
+        raise ConfigError(
+            f"QuantizationModifier.submodules={subs!r} is not a list of module names; allowed: e.g. [input, sections]"
+        )
     out: Dict[str, Any] = {
         "enabled": True,
         "start_epoch": _start(mod),

@@ -4,6 +4,7 @@ The file overrides the model / data / sparsity / quantization groups and sets th
 recipe determines, so ``experiment=NAME`` composes the same schedule as ``recipe=PATH``
 without reading the recipe at run time.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional

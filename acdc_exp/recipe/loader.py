@@ -4,6 +4,7 @@ A recipe is a YAML file, or a Markdown model card whose recipe sits in a ```yaml
 form SparseZoo publishes). Modifiers are YAML tags (``- !ACDCPruningModifier``), parsed by a
 SafeLoader subclass into plain ``RawModifier`` records; no SparseML code is needed or run.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,9 +64,7 @@ def _construct_tagged(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node)
 _RecipeLoader.add_multi_constructor("!", _construct_tagged)
 # YAML 1.1 reads ``1e-5`` (no dot) as a string; recipes mean a float
 _RecipeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 
 

@@ -11,6 +11,7 @@ recipe says. Ignored fields change nothing about what is trained:
 * ``end_epoch: -1`` of QuantizationModifier: SparseML's "never switch QAT off" default (any
   other value is an error: acdc-exp keeps QAT on to the end).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,9 +88,7 @@ def resolve_modifier(raw: RawModifier, env: Mapping[str, Any], position: int) ->
     """Check the modifier type and its field names, then compute its ``eval(...)`` fields."""
     spec = SUPPORTED.get(raw.type)
     if spec is None:
-        raise ConfigError(
-            f"recipe modifier !{raw.type} (under {raw.group}) is not supported; allowed: {', '.join(SUPPORTED)}"
-        )
+        raise ConfigError(f"recipe modifier !{raw.type} (under {raw.group}) is not supported; allowed: {', '.join(SUPPORTED)}")
     names = set(raw.fields)
     unknown = sorted(names - spec.required - spec.optional - spec.ignored)
     if unknown:

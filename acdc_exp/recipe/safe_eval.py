@@ -11,6 +11,7 @@ Everything else (attributes, subscripts, other calls, lambdas, comprehensions, s
 comparisons, ...) is a ConfigError. Size guards keep a hostile recipe from hanging or
 exhausting memory: expression length, nesting depth, ``**`` exponents and result magnitude.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,10 +28,7 @@ MAX_DEPTH = 32
 MAX_EXPONENT = 1000
 MAX_MAGNITUDE = 1e18
 
-ALLOWED = (
-    "numbers, recipe variables, + - * / // % ** , unary -/+, parentheses "
-    "and calls of int, float, abs, min, max, round"
-)
+ALLOWED = "numbers, recipe variables, + - * / // % ** , unary -/+, parentheses and calls of int, float, abs, min, max, round"
 
 _BINOPS: Dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -73,9 +71,7 @@ def parse_expression(expr: str) -> ast.Expression:
         raise ConfigError(f"recipe expression {expr!r} is not a string; allowed: {ALLOWED}")
     if len(expr) > MAX_EXPR_CHARS:
         shown = expr[:40] + "..."
-        raise ConfigError(
-            f"recipe expression {shown!r} is {len(expr)} characters long; allowed: at most {MAX_EXPR_CHARS}"
-        )
+        raise ConfigError(f"recipe expression {shown!r} is {len(expr)} characters long; allowed: at most {MAX_EXPR_CHARS}")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:

@@ -4,6 +4,7 @@ Overrides replace the *written* value of a variable before anything is computed,
 variable derived from it is re-derived: ``num_epochs=150`` moves the quantization start, the
 pruning end and so on, exactly as SparseML does.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,7 @@ def resolve_variables(variables: Mapping[str, Any], overrides: Optional[Mapping[
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = chain[chain.index(name):] + [name]
+            cycle = chain[chain.index(name) :] + [name]
             raise ConfigError(f"recipe variables refer to each other in a cycle: {' -> '.join(cycle)}")
         state[name] = "visiting"
         for dep in deps[name]:

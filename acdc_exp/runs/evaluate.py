@@ -5,6 +5,7 @@ data config unless ``data=...``/``data.*=...`` overrides are given (any other Hy
 of the train config also applies). Size on disk is the member's state dict as torch.save
 writes it, raw and gzip'ed: pruned weights are exact zeros, which compress.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -6,6 +6,7 @@ Opsets and IR versions: by default FP32 files get opset 18 and int8 files opset 
 lowest IR version its opset needs, so every file loads in onnxruntime and in DeepSparse 1.8
 (``quantization.onnx_compat``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,16 @@ def val_images(config: Dict[str, Any], n: int):
 
 
 def run_export(
-    checkpoint: str, *, member: str = "all", fmt: str = "qdq", out: str | None = None, batch: int = 8, seed: int = 0,
-    inputs: str = "random", versions: Optional["OnnxVersions"] = None, benchmark: Optional["BenchSettings"] = None,
+    checkpoint: str,
+    *,
+    member: str = "all",
+    fmt: str = "qdq",
+    out: str | None = None,
+    batch: int = 8,
+    seed: int = 0,
+    inputs: str = "random",
+    versions: Optional["OnnxVersions"] = None,
+    benchmark: Optional["BenchSettings"] = None,
 ) -> Dict[str, Any]:
     """Export and verify; returns the report (also written to <out>/export_report.json).
     ``versions``: an ``OnnxVersions``; ``benchmark``: ``BenchSettings`` to time the files."""
@@ -91,8 +100,9 @@ def run_export(
         res = int(config.get("data", {}).get("val_res", 224))
         backend = str(config.get("quantization", {}).get("backend", "x86"))
         images = val_images(config, batch) if inputs == "val" else None
-        files += export_member(model, name, out_dir, res=res, fmt=fmt, backend=backend, batch=batch, seed=seed, inputs=images,
-                               versions=versions)
+        files += export_member(
+            model, name, out_dir, res=res, fmt=fmt, backend=backend, batch=batch, seed=seed, inputs=images, versions=versions
+        )
     report = {
         "checkpoint": str(checkpoint),
         "format": fmt,
@@ -109,7 +119,7 @@ def run_export(
 
 
 def _benchmark(
-    files: List["ExportedFile"], settings: "BenchSettings", *, res: int, out_dir: Path, run_dir: Path, config: Dict[str, Any],
+    files: List["ExportedFile"], settings: "BenchSettings", *, res: int, out_dir: Path, run_dir: Path, config: Dict[str, Any]
 ) -> Dict[str, Any]:
     """Time the exported files (see the module docstring); W&B when the run logged there."""
     import dataclasses
@@ -125,6 +135,9 @@ def _benchmark(
     logger_cfg = config.get("logger", {})
     speed["wandb"] = None
     if run_id and logger_cfg.get("kind") == "wandb":
-        speed["wandb"] = {"run_id": run_id, "sync_file": log_speed_report(speed, run_dir=run_dir, run_id=run_id, logger_cfg=logger_cfg)}
+        speed["wandb"] = {
+            "run_id": run_id,
+            "sync_file": log_speed_report(speed, run_dir=run_dir, run_id=run_id, logger_cfg=logger_cfg),
+        }
     speed["table"] = format_speed_table(speed)
     return speed

@@ -5,6 +5,7 @@ Every member checkpoint holds the full resolved train config, so the architectur
 ``config["quantization"]``. ``final_int8.pt`` holds only the int8 state; its config is read
 from ``final.pt`` beside it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Assemble a run from the composed config: model, data, optimizer, plan, hooks, logger."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,18 +14,13 @@ from acdc_exp.launch.preemption import PreemptionGuard
 from acdc_exp.loggers import build_logger
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
-from acdc_exp.runs.export import run_export
+from acdc_exp.runs.finish import finish_run
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
-
-
-def export_onnx(run_dir: Path) -> Dict[str, Any]:
-    """ONNX files of the run's pair (dense FP32, sparse FP32 / int8), checked in onnxruntime."""
-    return run_export(str(run_dir))
 
 
 def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -44,8 +40,13 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     from acdc_exp.data import build_data
 
     data = build_data(
-        cfg.data, data_cache=cfg.paths.data_cache, device=device, seed=int(cfg.seed),
-        rank=dist.rank, world_size=dist.world_size, distributed=dist.enabled,
+        cfg.data,
+        data_cache=cfg.paths.data_cache,
+        device=device,
+        seed=int(cfg.seed),
+        rank=dist.rank,
+        world_size=dist.world_size,
+        distributed=dist.enabled,
     )
     model: nn.Module = instantiate(cfg.model).to(device)
     if channels_last_on(tcfg.channels_last, device):  # NHWC weights; the trainer feeds NHWC batches to match
@@ -58,19 +59,31 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
     state = ckpt.load(resume_path) if resume_path else None
     logger = build_logger(
-        cfg.logger, run_dir=run_dir, config={**OmegaConf.to_container(cfg, resolve=True), "loading": data.loading()},
-        resume_id=state.get("logger_run_id") if state else None, is_main=dist.is_main,
+        cfg.logger,
+        run_dir=run_dir,
+        config={**OmegaConf.to_container(cfg, resolve=True), "loading": data.loading()},
+        resume_id=state.get("logger_run_id") if state else None,
+        is_main=dist.is_main,
         overrides=list(overrides or []),
     )
-    exporter = None
-    if tcfg.export_onnx and dist.is_main:
+    export_onnx = bool(tcfg.export_onnx) and dist.is_main
+    if export_onnx:
+        # here, not at module level: onnx and onnxscript take seconds to import, and most runs do not export
         from acdc_exp.quantization.export import warm_dynamo_exporter
 
         warm_dynamo_exporter()  # before the data loaders start (a CPython 3.11.7 AST bug workaround)
-        exporter = export_onnx
     trainer = Trainer(
-        cfg=cfg, model=model, data=data, optimizer=optimizer, plan=plan, sparsifier=sparsifier,
-        quantizer=quantizer, logger=logger, run_dir=run_dir, device=device, dist=dist, exporter=exporter,
+        cfg=cfg,
+        model=model,
+        data=data,
+        optimizer=optimizer,
+        plan=plan,
+        sparsifier=sparsifier,
+        quantizer=quantizer,
+        logger=logger,
+        run_dir=run_dir,
+        device=device,
+        dist=dist,
     )
     if state is not None:
         trainer.load_state_dict(state)
@@ -78,10 +91,14 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     guard = PreemptionGuard(trainer.request_stop)
     try:
         with guard:
-            summary = trainer.fit()
+            summary = finish_run(trainer, trainer.fit(), export_onnx=export_onnx)
     except TrainingInterrupted as stop:
-        summary = {"interrupted": True, "step": stop.step, "run_dir": str(run_dir),
-                   "checkpoint": str(run_dir / "checkpoints" / ckpt.LAST)}
+        summary = {
+            "interrupted": True,
+            "step": stop.step,
+            "run_dir": str(run_dir),
+            "checkpoint": str(run_dir / "checkpoints" / ckpt.LAST),
+        }
     finally:
         logger.finish()
         shutdown(dist)

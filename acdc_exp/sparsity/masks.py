@@ -29,6 +29,7 @@ global threshold). Units are ordered by (score, flat index) and the first ones a
 stable ascending sort would do, so equal scores give the same mask on every device. Block
 scores are sums of explicit slices (elementwise adds in a fixed order) for the same reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,13 +103,13 @@ def compute_mask(weight: Tensor, sparsity: float, mask_type: str = ..., min_kept
 
 
 @overload
-def compute_mask(weight: Sequence[Tensor], sparsity: float, mask_type: str = ...,
-                 min_kept_per_channel: int = ...) -> List[Tensor]: ...
+def compute_mask(
+    weight: Sequence[Tensor], sparsity: float, mask_type: str = ..., min_kept_per_channel: int = ...
+) -> List[Tensor]: ...
 
 
 def compute_mask(
-    weight: Union[Tensor, Sequence[Tensor]], sparsity: float, mask_type: str = "unstructured",
-    min_kept_per_channel: int = 0,
+    weight: Union[Tensor, Sequence[Tensor]], sparsity: float, mask_type: str = "unstructured", min_kept_per_channel: int = 0
 ) -> Union[Tensor, List[Tensor]]:
     """Magnitude mask (True = kept) of ``weight`` at ``sparsity``.
 
@@ -307,8 +308,7 @@ def _nm_mask(weight: Tensor, n: int, m: int) -> Tensor:
     out, cin, rest = _rows_view(weight, f"mask_type '{n}:{m}'")
     if cin % m:
         raise ConfigError(
-            f"mask_type '{n}:{m}' needs input channels divisible by {m}; "
-            f"layer with weight shape {tuple(weight.shape)} has {cin}"
+            f"mask_type '{n}:{m}' needs input channels divisible by {m}; layer with weight shape {tuple(weight.shape)} has {cin}"
         )
     if n == m:
         return torch.ones_like(weight, dtype=torch.bool)

@@ -12,6 +12,7 @@ translated (``to_torchvision_name``), and a glob / regex that starts with a Spar
 ``sections.*.conv2.weight`` works too. Other globs see only the model's own names, so that
 ``*conv*.weight`` does not also pick up ``downsample.0`` through its alias ``identity.conv``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -145,7 +146,9 @@ def select_parameters(model: nn.Module, patterns: Sequence[str]) -> List[Tuple[s
             alias = _in_sparseml_naming(entry)
             hits = [n for n in names if match(n) or (alias and match(to_sparseml_name(n)))]
             if not hits:
-                raise ConfigError(f"params pattern {entry!r} matches no parameter of the model; closest: {_closest(entry, names)}")
+                raise ConfigError(
+                    f"params pattern {entry!r} matches no parameter of the model; closest: {_closest(entry, names)}"
+                )
         else:
             # a literal name wins over its alias (a model may use SparseML's names itself)
             name = entry if entry in params else to_torchvision_name(entry)
@@ -169,8 +172,7 @@ def select_parameters(model: nn.Module, patterns: Sequence[str]) -> List[Tuple[s
         shown = ", ".join(f"{n} (from {selected[n]!r}, shape {tuple(params[n].shape)})" for n in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise ConfigError(
-            f"sparsity params selects parameter(s) with ndim < 2: {shown}{more}; "
-            "allowed: conv/linear weights only (ndim >= 2)"
+            f"sparsity params selects parameter(s) with ndim < 2: {shown}{more}; allowed: conv/linear weights only (ndim >= 2)"
         )
     return [(n, params[n]) for n in names if n in selected]
 

@@ -17,6 +17,7 @@ Two choices at the start of a dense phase are config (``sparsity.*``):
   through the dense phase (they may come back only through the next mask); ``regrow``
   regrows them like every other weight (SparseML).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -244,8 +245,12 @@ class Sparsifier:
         if self.stale_momentum.settled and any(bool((self._params[n] * (1 - k)).any()) for n, k in self._keep.items()):
             # cannot happen with torch.optim.SGD; a checkpoint must never hold a broken mask
             raise RuntimeError("pruned weights moved while the weight pass was skipped (sparsity/stale_momentum.py)")
-        return {"names": list(self.names), "masks": cpu(self.masks), "last_masks": cpu(self.last_masks),
-                "stale": self.stale_momentum.state_dict()}
+        return {
+            "names": list(self.names),
+            "masks": cpu(self.masks),
+            "last_masks": cpu(self.last_masks),
+            "stale": self.stale_momentum.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self._params.values())).device if self._params else torch.device("cpu")

@@ -10,6 +10,7 @@ carries and this drops). From then on SGD provably keeps the pruned weights at e
 and the hooks make one pass per step (the gradients) instead of two. Other optimizers
 always get both passes.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,7 @@ class StaleMomentum:
         self.settled, self.check_at = False, None
 
     @torch.no_grad()
-    def _largest(self, optimizer: torch.optim.Optimizer, params: Dict[str, torch.Tensor],
-                 keep: Dict[str, torch.Tensor]) -> float:
+    def _largest(self, optimizer: torch.optim.Optimizer, params: Dict[str, torch.Tensor], keep: Dict[str, torch.Tensor]) -> float:
         largest = 0.0
         for n, k in keep.items():
             buf = optimizer.state.get(params[n], {}).get("momentum_buffer")
@@ -54,8 +54,13 @@ class StaleMomentum:
                 largest = max(largest, float((buf.abs() * (1 - k)).max()))
         return largest
 
-    def start(self, optimizer: Optional[torch.optim.Optimizer], params: Dict[str, torch.Tensor],
-              keep: Dict[str, torch.Tensor], step: int) -> None:
+    def start(
+        self,
+        optimizer: Optional[torch.optim.Optimizer],
+        params: Dict[str, torch.Tensor],
+        keep: Dict[str, torch.Tensor],
+        step: int,
+    ) -> None:
         """New masks at ``step``: estimate when the newly pruned entries' momentum is subnormal."""
         self.stop()
         if not _eligible(optimizer) or not keep:
@@ -69,8 +74,13 @@ class StaleMomentum:
         self.check_at = step + max(1, math.ceil(math.log(tiny / largest) / math.log(momentum)))
 
     @torch.no_grad()
-    def maybe_settle(self, optimizer: Optional[torch.optim.Optimizer], params: Dict[str, torch.Tensor],
-                     keep: Dict[str, torch.Tensor], step: int) -> None:
+    def maybe_settle(
+        self,
+        optimizer: Optional[torch.optim.Optimizer],
+        params: Dict[str, torch.Tensor],
+        keep: Dict[str, torch.Tensor],
+        step: int,
+    ) -> None:
         if self.settled or self.check_at is None or step < self.check_at or optimizer is None:
             return
         tiny = torch.finfo(next(iter(keep.values())).dtype).tiny

@@ -5,6 +5,7 @@ runs there and answers one JSON request; nothing here imports deepsparse.
 DeepSparse is end-of-life (Neural Magic, June 2025) and under its own licence (the Neural
 Magic DeepSparse Community License): it is optional, and every caller copes with its absence.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def run_deepsparse(request: Dict[str, Any], timeout_s: float = 3600.0) -> Dict[s
         raise RuntimeError(f"DeepSparse is not set up: run scripts/setup_deepsparse.sh (or set {ENV_PYTHON})")
     env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
     # -I: isolated, so the worker sees the DeepSparse venv alone (no PYTHONPATH, no script dir)
-    proc = subprocess.run([str(python), "-I", str(WORKER)], input=json.dumps(request), capture_output=True, text=True,
-                          timeout=timeout_s, env=env)
+    proc = subprocess.run(
+        [str(python), "-I", str(WORKER)], input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s, env=env
+    )
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(f"DeepSparse worker failed (exit {proc.returncode}): {lines[-1] if lines else 'no message'}")
@@ -55,8 +57,9 @@ def deepsparse_predict(paths: Sequence[Path], images: np.ndarray, *, threads: in
     npy = workdir / "deepsparse_inputs.npy"
     np.save(npy, np.ascontiguousarray(images, dtype=np.float32))
     try:
-        return run_deepsparse({"files": [str(p) for p in paths], "threads": threads,
-                               "predict": {"inputs": str(npy), "batch": batch}})
+        return run_deepsparse(
+            {"files": [str(p) for p in paths], "threads": threads, "predict": {"inputs": str(npy), "batch": batch}}
+        )
     finally:
         npy.unlink(missing_ok=True)
 

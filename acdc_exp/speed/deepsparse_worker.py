@@ -13,6 +13,7 @@ stdin and writes one JSON answer on stdout:
 "predict" runs the images of an .npy array (N x 3 x H x W, float32) through each file and
 returns the argmax class of each image, so the caller can score top-1 in its own environment.
 """
+
 import json
 import os
 import sys
@@ -62,7 +63,7 @@ def _predict(path, spec, threads):
     engine = Engine(path, batch_size=batch, num_cores=threads)
     preds = []
     for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
+        chunk = images[start : start + batch]
         n = len(chunk)
         if n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], np.float32)])
@@ -89,15 +90,21 @@ def main():
     arch = cpu.cpu_architecture()
     answer = {
         "deepsparse": deepsparse.__version__,
-        "cpu": {"isa": str(arch.isa), "vnni": bool(arch.vnni), "vendor": str(arch.vendor),
-                "cores_per_socket": int(arch.available_cores_per_socket)},
+        "cpu": {
+            "isa": str(arch.isa),
+            "vnni": bool(arch.vnni),
+            "vendor": str(arch.vendor),
+            "cores_per_socket": int(arch.available_cores_per_socket),
+        },
         "files": {},
     }
     for path in req["files"]:
         try:
             answer["files"][path] = _one_file(path, req)
         except Exception as exc:  # one file that does not load must not hide the others
-            answer["files"][path] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"}
+            answer["files"][path] = {
+                "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            }
     channel.write(json.dumps(answer))
     channel.flush()
 

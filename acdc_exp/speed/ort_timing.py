@@ -1,4 +1,5 @@
 """Time one ONNX file in onnxruntime: the median of repeated runs on a fixed random batch."""
+
 from __future__ import annotations
 
 import statistics

@@ -1,6 +1,7 @@
 """The speed report of a run's exported files: batch-1 latency and batch-N throughput in
 onnxruntime and, where it is set up, DeepSparse; speed-ups against the dense member's FP32 file
 in onnxruntime (what a user would run without this project)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -80,10 +81,17 @@ def _ort_rows(files: Sequence[BenchFile], s: BenchSettings) -> List[SpeedRow]:
 def _deepsparse_rows(files: Sequence[BenchFile], s: BenchSettings) -> tuple[List[SpeedRow], Dict[str, Any]]:
     batches = sorted({1, s.batch})
     repeats = {str(b): (s.repeats if b == 1 else s.batch_repeats) for b in batches}
-    answer = run_deepsparse({
-        "files": [f.path for f in files], "threads": s.threads, "batches": batches, "repeats": repeats,
-        "warmup": {str(b): s.warmup for b in batches}, "res": s.res, "seed": s.seed,
-    })
+    answer = run_deepsparse(
+        {
+            "files": [f.path for f in files],
+            "threads": s.threads,
+            "batches": batches,
+            "repeats": repeats,
+            "warmup": {str(b): s.warmup for b in batches},
+            "res": s.res,
+            "seed": s.seed,
+        }
+    )
     rows = []
     for f in files:
         got = answer["files"][f.path]

@@ -1,6 +1,7 @@
 """Add a speed report to the W&B run that trained the checkpoint: the run is resumed by its id
 (same mode, project and entity as the run's logger config), the table is logged as
 ``speed/table`` and each row's numbers as summary keys ``speed/<file>/<engine>/<metric>``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,7 @@ from typing import Any, Dict, Mapping, Optional
 
 TABLE_KEY = "speed/table"
 ROW_METRICS = ("latency_ms", "images_per_s", "speedup_b1", "speedup_batch", "supported")
-COLUMNS = ("file", "member", "kind", "engine", "supported", "latency_ms", "images_per_s", "speedup_b1",
-           "speedup_batch", "error")
+COLUMNS = ("file", "member", "kind", "engine", "supported", "latency_ms", "images_per_s", "speedup_b1", "speedup_batch", "error")
 
 
 def summary_keys(report: Mapping[str, Any]) -> Dict[str, float]:
@@ -27,15 +27,26 @@ def log_speed_report(report: Mapping[str, Any], *, run_dir: Path, run_id: str, l
 
     mode = str(logger_cfg.get("mode") or "offline")
     run = wandb.init(
-        id=run_id, resume="allow", mode=mode, dir=str(run_dir), project=logger_cfg.get("project") or "acdc-exp",
-        entity=logger_cfg.get("entity"), reinit="create_new", settings=wandb.Settings(quiet=True),
+        id=run_id,
+        resume="allow",
+        mode=mode,
+        dir=str(run_dir),
+        project=logger_cfg.get("project") or "acdc-exp",
+        entity=logger_cfg.get("entity"),
+        reinit="create_new",
+        settings=wandb.Settings(quiet=True),
     )
     try:
         table = wandb.Table(columns=list(COLUMNS), data=[[r.get(c) for c in COLUMNS] for r in report["rows"]])
         run.log({TABLE_KEY: table})
         run.summary.update(summary_keys(report))
-        run.summary.update({"speed/threads": report["settings"]["threads"], "speed/batch": report["settings"]["batch"],
-                            "speed/cpu_model": report["machine"].get("cpu_model")})
+        run.summary.update(
+            {
+                "speed/threads": report["settings"]["threads"],
+                "speed/batch": report["settings"]["batch"],
+                "speed/cpu_model": report["machine"].get("cpu_model"),
+            }
+        )
         return None if mode == "disabled" else str(run.settings.sync_file)
     finally:
         run.finish()

@@ -10,6 +10,7 @@ before every evaluation.
 Weights are not touched; the running statistics are model state, so checkpoints and resumes
 carry them.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -46,8 +47,13 @@ def _batchnorms(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, images: Iterable[torch.Tensor], prepare: Callable[[torch.Tensor], torch.Tensor],
-                          *, distributed: bool = False) -> int:
+def recalibrate_batchnorm(
+    model: nn.Module,
+    images: Iterable[torch.Tensor],
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    distributed: bool = False,
+) -> int:
     """Replace every BatchNorm's running mean/var by their average over ``images`` (train-mode
     forwards, no gradients), then average them over ranks under torch.distributed. Returns
     the number of batches used; 0 leaves the model as it was."""

@@ -1,5 +1,6 @@
 """Atomic checkpoint files: written to a temporary file beside the target, then renamed, so
 a crash or preemption mid-write never leaves a half-written or lost checkpoint."""
+
 from __future__ import annotations
 
 import os

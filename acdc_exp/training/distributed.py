@@ -1,4 +1,5 @@
 """torch.distributed set-up from torchrun's or SLURM's (submitit's) environment."""
+
 from __future__ import annotations
 
 import os
@@ -52,3 +53,29 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+@torch.no_grad()
+def ranks_identical(info: DistInfo, model: torch.nn.Module, masks: dict, device: torch.device) -> bool:
+    """Under DDP, do all ranks hold bit-identical weights and masks? (They must: DDP averages
+    gradients and the mask functions are deterministic.) True without DDP."""
+    if not info.enabled:
+        return True
+    parts = [p.detach().double().sum().view(1) for p in model.parameters()]
+    parts += [p.detach().double().square().sum().view(1) for p in model.parameters()]
+    for m in masks.values():
+        idx = torch.arange(m.numel(), device=m.device, dtype=torch.float64)
+        parts.append((m.flatten().double() * idx).sum().view(1))
+    local = torch.cat(parts).to(device)
+    gathered = [torch.empty_like(local) for _ in range(info.world_size)]
+    torch.distributed.all_gather(gathered, local)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True when ``flag`` is set on any rank (every rank must call it at the same step)."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())

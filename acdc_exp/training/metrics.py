@@ -1,4 +1,5 @@
 """Top-k accuracy and evaluation over a loader."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,6 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor, ks: Tuple[int, ...] = 
     pred = logits.topk(kmax, dim=1).indices
     hit = pred.eq(labels.view(-1, 1))
     return torch.stack([hit[:, : min(k, kmax)].any(dim=1).sum() for k in ks])
-
 
 
 def _pause_observers(model: nn.Module) -> List[Tuple[torch.Tensor, torch.Tensor]]:

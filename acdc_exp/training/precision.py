@@ -4,6 +4,7 @@ across a change of mode, the memory format, and deterministic kernels.
 ``trainer.amp``: ``auto`` = fp16 with a GradScaler on CUDA, off on CPU; ``off``; ``bf16``
 (no scaler: bf16 has fp32's exponent range); ``fp16`` (with a GradScaler, on CUDA or CPU).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Pieces a training run is built from: the device, the seeds, the optimizer."""
+
 from __future__ import annotations
 
 import random

@@ -1,5 +1,6 @@
 """The summary of a finished run (``summary.json``, the W&B summary): pure functions of what
 the run measured, so the trainer only gathers the pieces."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -16,8 +17,11 @@ def parameter_counts(model: nn.Module, layer_sparsity: Mapping[str, float]) -> D
         zeros = sum(int((p == 0).sum()) for p in named.values())
     pruned_total = sum(named[n].numel() for n in layer_sparsity)
     pruned_zeros = sum(layer_sparsity[n] * named[n].numel() for n in layer_sparsity)
-    return {"params_total": total, "params_nonzero": total - zeros,
-            "sparsity_pruned_layers": pruned_zeros / pruned_total if pruned_total else 0.0}
+    return {
+        "params_total": total,
+        "params_nonzero": total - zeros,
+        "sparsity_pruned_layers": pruned_zeros / pruned_total if pruned_total else 0.0,
+    }
 
 
 def _top(metrics: Optional[Mapping[str, float]], key: str) -> Optional[float]:
@@ -43,26 +47,37 @@ def phase_dips(history: Sequence[Sequence[Any]]) -> Dict[str, Optional[float]]:
     # a phase whose every evaluation is above the reference has no dip: 0, not a negative one
     dense = [max(0.0, prev[1] - min(t)) for phase, t, prev in runs if phase == "dense" and prev and prev[0] == "compressed"]
     comp = [max(0.0, t[0] - min(t[1:])) for phase, t, _ in runs if phase == "compressed" and len(t) > 1]
-    return {"dense_phase_dip": max(dense) if dense else None,
-            "compressed_phase_drop": max(comp) if comp else None}
+    return {"dense_phase_dip": max(dense) if dense else None, "compressed_phase_drop": max(comp) if comp else None}
 
 
-def build_summary(cfg: Any, results: Any, *, steps: int, epochs: int, int8: Optional[Mapping[str, float]],
-                  **measured: Any) -> Dict[str, Any]:
+def build_summary(
+    cfg: Any, results: Any, *, steps: int, epochs: int, int8: Optional[Mapping[str, float]], **measured: Any
+) -> Dict[str, Any]:
     """``results``: the trainer's Results (final/dense/sparse/qat metrics, history); ``int8``:
     the int8 member's metrics; ``measured``: the rest, recorded as given (paths, wall time,
     parameter counts, loading, precision...)."""
     r = results
     summary: Dict[str, Any] = dict(
-        experiment=cfg.experiment_name, method=str(cfg.sparsity.method), mask_type=str(cfg.sparsity.mask_type),
-        seed=int(cfg.seed), epochs=epochs, steps=steps, final_phase=r.final_phase,
-        final_top1=r.final["top1"], final_top5=r.final["top5"],
-        dense_top1=_top(r.dense, "top1"), dense_top5=_top(r.dense, "top5"), dense_epoch=r.dense_epoch,
-        sparse_top1=_top(r.sparse, "top1"), sparse_top5=_top(r.sparse, "top5"),
-        qat_top1=_top(r.qat, "top1"), sparse_int8_top1=_top(int8, "top1"),
+        experiment=cfg.experiment_name,
+        method=str(cfg.sparsity.method),
+        mask_type=str(cfg.sparsity.mask_type),
+        seed=int(cfg.seed),
+        epochs=epochs,
+        steps=steps,
+        final_phase=r.final_phase,
+        final_top1=r.final["top1"],
+        final_top5=r.final["top5"],
+        dense_top1=_top(r.dense, "top1"),
+        dense_top5=_top(r.dense, "top5"),
+        dense_epoch=r.dense_epoch,
+        sparse_top1=_top(r.sparse, "top1"),
+        sparse_top5=_top(r.sparse, "top5"),
+        qat_top1=_top(r.qat, "top1"),
+        sparse_int8_top1=_top(int8, "top1"),
         sparsity_target=float(cfg.sparsity.sparsity) if cfg.sparsity.method != "dense" else 0.0,
         resumed_at_steps=list(r.resumed_at_steps),
-        history=[list(h) for h in r.history], **phase_dips(r.history),
+        history=[list(h) for h in r.history],
+        **phase_dips(r.history),
     )
     summary.update(measured)
     if summary["dense_top1"] is not None and summary["sparse_top1"] is not None:

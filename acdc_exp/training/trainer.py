@@ -4,13 +4,12 @@ calls the sparsifier's and quantizer's hooks in a fixed order.
     p = plan.at(step); set lr / wd; sparsifier.begin_step(p); quantizer.begin_step(p)
     forward, backward; sparsifier.mask_gradients(); optimizer.step(); sparsifier.end_step()
 """
+
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -18,16 +17,16 @@ from torch import nn
 from tqdm import tqdm
 
 from acdc_exp.loggers.base import Logger
-from acdc_exp.loggers.plots import plot_training_curve
+from acdc_exp.loggers.metric_keys import eval_row, step_row
 from acdc_exp.plan import Plan, StepPlan
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.bn_recalibration import RecentBatches, recalibrate_batchnorm
-from acdc_exp.training.distributed import DistInfo, barrier
-from acdc_exp.training.int8_member import int8_member
+from acdc_exp.training.distributed import DistInfo, any_rank, barrier
 from acdc_exp.training.metrics import evaluate, topk_hits
 from acdc_exp.training.precision import channels_last_on, load_scaler_state, resolve_precision
-from acdc_exp.training.summary import build_summary, parameter_counts
+from acdc_exp.training.results import Results
+
 
 class TrainingInterrupted(Exception):
     """The loop stopped early on request (max_steps, preemption) after writing last.pt."""
@@ -35,23 +34,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"training stopped at step {step}; last.pt holds the state to resume from")
         self.step = step
-
-
-EVAL_PREFIX = {"dense": "val/dense", "compressed": "val/sparse", "qat": "val/qat"}
-
-
-@dataclass
-class Results:
-    """What the run has learned about its sparse-dense pair so far (kept in checkpoints)."""
-
-    dense: Optional[Dict[str, float]] = None  # the dense member, end of last dense phase
-    dense_epoch: Optional[float] = None
-    sparse: Optional[Dict[str, float]] = None  # last evaluation in a compressed phase (float)
-    qat: Optional[Dict[str, float]] = None  # last evaluation with fake quantization
-    final: Optional[Dict[str, float]] = None  # the latest evaluation, whatever its phase
-    final_phase: Optional[str] = None
-    history: list = field(default_factory=list)  # (epoch, phase, top1) of every evaluation
-    resumed_at_steps: list = field(default_factory=list)  # one entry per resume (requeues)
 
 
 class Trainer:
@@ -69,7 +51,6 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         dist: DistInfo = DistInfo(),
-        exporter: Optional[Callable[[Path], Dict[str, Any]]] = None,
     ) -> None:
         self.cfg = cfg
         self.model = model  # the bare module: hooks and checkpoints use it
@@ -83,7 +64,6 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = device
         self.dist = dist
-        self.exporter = exporter  # ONNX export of the pair at the end (trainer.export_onnx)
         tcfg = cfg.trainer
         self.precision = resolve_precision(tcfg.amp, device)
         self.scaler = self.precision.grad_scaler()
@@ -162,69 +142,31 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         """A stop request on any rank stops all ranks at the same step (else DDP deadlocks)."""
-        if not self.dist.enabled:
-            return self._stop_requested
-        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
-
-    @torch.no_grad()
-    def ranks_identical(self) -> bool:
-        """Under DDP, do all ranks hold bit-identical weights and masks? (They must: DDP
-        averages gradients and the mask functions are deterministic.) True without DDP."""
-        if not self.dist.enabled:
-            return True
-        parts = [p.detach().double().sum().view(1) for p in self.model.parameters()]
-        parts += [p.detach().double().square().sum().view(1) for p in self.model.parameters()]
-        for m in (self.sparsifier.masks or {}).values():
-            idx = torch.arange(m.numel(), device=m.device, dtype=torch.float64)
-            parts.append((m.flatten().double() * idx).sum().view(1))
-        local = torch.cat(parts).to(self.device)
-        gathered = [torch.empty_like(local) for _ in range(self.dist.world_size)]
-        torch.distributed.all_gather(gathered, local)
-        return all(torch.equal(g, gathered[0]) for g in gathered)
+        return any_rank(self._stop_requested, self.dist, self.device)
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
         self._stop_requested = True
 
     def _save_member(self, name: str, metrics: Dict[str, float]) -> Path:
-        payload = {
-            "model": self.model.state_dict(),
-            "quantizer": self.quantizer.state_dict(),
-            "sparsifier": self.sparsifier.state_dict(),
-            "metrics": metrics,
-            "epoch": self.plan.epoch_of(self.step),
-            "step": self.step,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-        }
-        return ckpt.save_atomic(payload, self.ckpt_dir / f"{name}.pt")
+        state = self.state_dict()
+        payload = {k: state[k] for k in ("model", "quantizer", "sparsifier", "epoch", "step", "config")}
+        return ckpt.save_atomic({**payload, "metrics": metrics}, self.ckpt_dir / ckpt.MEMBER_FILES[name])
 
     # --- evaluation -----------------------------------------------------------------------
 
     def evaluate(self) -> Dict[str, float]:
         if len(self.recent) and not self.quantizer.prepared:  # QAT's own schedule freezes BN
             with self.precision.autocast():
-                recalibrate_batchnorm(self.model, self.recent.batches, lambda x: self._prepare(x.to(self.device)),
-                                      distributed=self.dist.enabled)
-        limit = self.cfg.data.limit_val_batches
-        return evaluate(self.model, self.data.val_batches(), self._prepare, self.device,
-                        precision=self.precision,
-                        limit=limit, distributed=self.dist.enabled)
+                recalibrate_batchnorm(
+                    self.model, self.recent.batches, lambda x: self._prepare(x.to(self.device)), distributed=self.dist.enabled
+                )
+        kw = dict(precision=self.precision, limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled)
+        return evaluate(self.model, self.data.val_batches(), self._prepare, self.device, **kw)
 
     def _record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
-        prefix = EVAL_PREFIX[phase_name]
-        self.logger.log_eval(
-            {f"{prefix}/top1": metrics["top1"], f"{prefix}/top5": metrics["top5"], f"{prefix}/loss": metrics["loss"], "epoch": epoch},
-            self.step,
-            epoch,
-        )
-        self.results.history.append((epoch, phase_name, metrics["top1"]))
-        self.results.final, self.results.final_phase = metrics, phase_name
-        if phase_name == "compressed":
-            self.results.sparse = metrics
-        elif phase_name == "qat":
-            self.results.qat = metrics
+        self.logger.log_eval(eval_row(metrics, phase_name, epoch), self.step, epoch)
+        self.results.record(metrics, phase_name, epoch)
 
     def _dense_member(self, epoch: float) -> None:
         metrics = self.evaluate()
@@ -260,7 +202,8 @@ class Trainer:
         top1 = topk_hits(logits.detach(), labels, ks=(1,))[0] * (100.0 / labels.numel())
         return {"loss": loss.detach(), "top1": top1}
 
-    def fit(self) -> Dict[str, Any]:
+    def fit(self) -> float:
+        """Train to the plan's last step; returns the wall time. Raises TrainingInterrupted on a stop."""
         tcfg = self.cfg.trainer
         spe = self.plan.steps_per_epoch
         max_steps = tcfg.max_steps
@@ -271,10 +214,10 @@ class Trainer:
         self.model.train()
         first_epoch, skip = divmod(self.step, spe)
         for epoch in range(first_epoch, self.plan.epochs):
-            bar = tqdm(
-                total=spe, initial=skip if epoch == first_epoch else 0, desc=f"epoch {epoch + 1}/{self.plan.epochs}",
-                leave=False, dynamic_ncols=True, mininterval=1.0, disable=not (tcfg.progress and self.dist.is_main),
-            )
+            shown = tcfg.progress and self.dist.is_main
+            done = skip if epoch == first_epoch else 0
+            desc = f"epoch {epoch + 1}/{self.plan.epochs}"
+            bar = tqdm(total=spe, initial=done, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, disable=not shown)
             window_t, window_n = time.time(), 0
             dense_member_evaluated = False
             self.recent.clear()
@@ -301,14 +244,18 @@ class Trainer:
                     loss, top1 = torch.stack([stats["loss"].float(), stats["top1"].float()]).tolist()
                     elapsed = max(time.time() - window_t, 1e-9)
                     ips = window_n * self.dist.world_size / elapsed
-                    self.logger.log_step(
-                        {
-                            "train/loss": loss, "train/top1": top1, "lr": p.lr,
-                            "weight_decay": p.weight_decay, "img_per_s": ips, "phase": p.phase_id,
-                            "phase_name": p.phase_name, "target_sparsity": p.sparsity, "epoch": self.plan.epoch_of(self.step),
-                        },
-                        self.step,
+                    row = step_row(
+                        loss=loss,
+                        top1=top1,
+                        lr=p.lr,
+                        weight_decay=p.weight_decay,
+                        img_per_s=ips,
+                        phase=p.phase_id,
+                        phase_name=p.phase_name,
+                        target_sparsity=p.sparsity,
+                        epoch=self.plan.epoch_of(self.step),
                     )
+                    self.logger.log_step(row, self.step)
                     bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
                     window_t, window_n = time.time(), 0
                 bar.update(1)
@@ -331,47 +278,22 @@ class Trainer:
             if stop and not last:
                 raise TrainingInterrupted(self.step)
             skip = 0
-        return self._finish(time.time() - started)
+        return time.time() - started
 
-    # --- the end --------------------------------------------------------------------------
+    # --- the end of the loop ---------------------------------------------------------------
 
-    def _finish(self, wall: float) -> Dict[str, Any]:
+    def save_members(self) -> Dict[str, str]:
+        """After the loop: the final evaluation if a resume lost it, final.pt, and the paths of
+        the members on disk (main rank). The rest of the run's end is ``runs.finish``'s."""
         r = self.results
         if r.final is None:  # resumed after the last epoch's evaluation was lost
             self._record_eval(self.evaluate(), self.plan.phase_name_at(max(self.step - 1, 0)), self.plan.epoch_of(self.step))
-        final = r.final
         if r.final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
-            r.dense, r.dense_epoch = final, self.plan.epoch_of(self.step)
+            r.dense, r.dense_epoch = r.final, self.plan.epoch_of(self.step)
         paths: Dict[str, str] = {}
         if self.dist.is_main:
-            paths["final"] = str(self._save_member("final", final))
+            paths["final"] = str(self._save_member("final", r.final))
             paths["last"] = str(self.ckpt_dir / ckpt.LAST)
             if (self.ckpt_dir / ckpt.MEMBER_FILES["dense"]).exists():
                 paths["dense"] = str(self.ckpt_dir / ckpt.MEMBER_FILES["dense"])
-        int8_metrics, int8_path = int8_member(
-            self.quantizer, self.model, self.data.val_batches(), self.data.prepare, limit=self.cfg.data.limit_val_batches,
-            distributed=self.dist.enabled, reduce_device=self.device, save_dir=self.ckpt_dir if self.dist.is_main else None,
-            extra={"config": OmegaConf.to_container(self.cfg, resolve=True)}, message=self.logger.message)
-        if int8_path is not None:
-            paths["int8"] = str(int8_path)
-        summary = build_summary(
-            self.cfg, r, steps=self.step, epochs=self.plan.epochs, int8=int8_metrics, run_dir=str(self.run_dir),
-            amp_dtype=self.precision.name, channels_last=self.channels_last, compiled=bool(self.cfg.trainer.compile),
-            int8_exact_on_this_cpu=self.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
-            **parameter_counts(self.model, self.sparsifier.layer_sparsity()), checkpoints=paths, wall_time_s=wall,
-            wandb_run_id=self.logger.run_id, **self.data.loading(), ranks_identical=self.ranks_identical(),
-        )
-        if self.dist.is_main and self.exporter is not None:
-            report = self.exporter(self.run_dir)
-            summary["onnx"] = {"dir": report["out_dir"], "all_ok": report["all_ok"], "files": [f["path"] for f in report["files"]]}
-            self.logger.message(report["table"])
-        if self.dist.is_main:
-            curve = plot_training_curve(
-                r.history, self.plan.phase_intervals(), self.run_dir / "training_curve.png",
-                title=f"{self.cfg.experiment_name}: validation top-1 by phase",
-            )
-            summary["training_curve"] = str(curve)
-            self.logger.log_image("plots/training_curve", curve)
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            self.logger.log_summary(summary)
-        return summary
+        return paths

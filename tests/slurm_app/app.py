@@ -4,6 +4,7 @@ Run it as a multirun with a SLURM launcher preset, e.g.
   python tests/slurm_app/app.py -m --config-dir configs hydra/launcher=slurm_local x=2,3
 Each job writes ``result.json`` into its own Hydra output dir.
 """
+
 from __future__ import annotations
 
 import json
