@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 _ITERATE = """
-import sys, torch
+import contextlib, sys, torch
 torch.set_num_threads(1)
 from acdc_exp.config.schema import DataConfig
 from acdc_exp.data import build_data
@@ -35,7 +35,8 @@ for flip, crop in ((True, True), (False, False)):
     dm = build_data(cfg, data_cache=root, device=torch.device("cpu"), seed=0)
     n = sum(len(y) for _, y in dm.train_batches(0))
     m = sum(x.shape[0] for x, _ in dm.val_batches())
-    x, _ = next(iter(dm.val_batches()))
+    with contextlib.closing(iter(dm.val_batches())) as batches:  # stop its loader thread before exit
+        x, _ = next(batches)
     print("ok", n, m, tuple(x.shape), float(dm.prepare(x).abs().max()) < 10)
 """
 
