@@ -12,14 +12,20 @@ import gzip
 import io
 from typing import Any, Dict, List, Optional, Sequence
 
-from acdc_exp.config.compose import hydra_error_line
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from acdc_exp.config.compose import compose_config, hydra_error_line
+from acdc_exp.data import build_data
 from acdc_exp.errors import AcdcError, ConfigError, check_choice
+from acdc_exp.quantization.float_view import is_prepared
+from acdc_exp.runs.members import MEMBERS, is_int8_state, load_member, member_path
+from acdc_exp.training.metrics import evaluate
+from acdc_exp.training.setup import resolve_device
 
 
 def state_dict_size(state: Dict[str, Any]) -> Dict[str, int]:
     """Bytes of ``torch.save(state)``, raw and gzip'ed (level 6)."""
-    import torch
-
     buf = io.BytesIO()
     torch.save(state, buf)
     raw = buf.getvalue()
@@ -31,14 +37,10 @@ def _group_override(overrides: Sequence[str]) -> bool:
     return any(o.lstrip("+").split("=", 1)[0] == "data" for o in overrides)
 
 
-def compose_for_member(overrides: List[str], saved: Dict[str, Any]):
+def compose_for_member(overrides: List[str], saved: Dict[str, Any]) -> DictConfig:
     """The train config for evaluation: composed with ``overrides``; its data config is the
     run's own (from the checkpoint) with ``data.*`` overrides on top, unless ``data=NAME``
     names another group."""
-    from omegaconf import OmegaConf, open_dict
-
-    from acdc_exp.config.compose import compose_config
-
     try:
         cfg = compose_config(overrides)
     except AcdcError:
@@ -54,19 +56,11 @@ def compose_for_member(overrides: List[str], saved: Dict[str, Any]):
 
 def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     """Evaluate one member; returns metrics, sizes and what was evaluated."""
-    import torch
-
-    from acdc_exp.data import build_data
-    from acdc_exp.quantization.float_view import is_prepared
-    from acdc_exp.runs.members import MEMBERS, load_member, member_path
-    from acdc_exp.training.metrics import evaluate
-    from acdc_exp.training.setup import resolve_device
-
     check_choice("member", member, MEMBERS)
     path = member_path(checkpoint, member)
     model, state, saved = load_member(str(path), member)
     cfg = compose_for_member(list(overrides or []), saved)
-    int8 = any(getattr(v, "is_quantized", False) for v in state["model"].values())
+    int8 = is_int8_state(state["model"])
     kind = "int8" if int8 else ("fake-quant (QAT)" if is_prepared(model) else "float")
     device = torch.device("cpu") if int8 else resolve_device(str(cfg.trainer.device))
     if cfg.trainer.num_threads:

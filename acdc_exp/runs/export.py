@@ -10,13 +10,21 @@ lowest IR version its opset needs, so every file loads in onnxruntime and in Dee
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from acdc_exp.errors import CheckpointError, check_choice
+import torch
 
-if TYPE_CHECKING:  # torch-heavy modules load only when an export runs
+from acdc_exp.data import build_data
+from acdc_exp.errors import CheckpointError, check_choice
+from acdc_exp.runs.evaluate import compose_for_member
+from acdc_exp.runs.members import load_member, member_path
+
+# The ONNX side (onnx, onnxscript, onnxruntime) loads inside the functions that use it: this
+# module is imported by every training run (runs/finish.py), and most runs do not export.
+if TYPE_CHECKING:
     from acdc_exp.quantization.export import ExportedFile
     from acdc_exp.quantization.onnx_compat import OnnxVersions
     from acdc_exp.speed.report import BenchSettings
@@ -27,11 +35,6 @@ MEMBER_CHOICES = ("all", "dense", "final")
 
 def val_images(config: Dict[str, Any], n: int):
     """The first ``n`` validation images of the run's data, normalized as the model saw them."""
-    import torch
-
-    from acdc_exp.data import build_data
-    from acdc_exp.runs.evaluate import compose_for_member
-
     cfg = compose_for_member([], config)
     data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=torch.device("cpu"), seed=int(cfg.seed))
     chunks, have = [], 0
@@ -58,11 +61,8 @@ def run_export(
 ) -> Dict[str, Any]:
     """Export and verify; returns the report (also written to <out>/export_report.json).
     ``versions``: an ``OnnxVersions``; ``benchmark``: ``BenchSettings`` to time the files."""
-    import torch
-
     from acdc_exp.quantization.export import FORMATS, export_member, format_table, warm_dynamo_exporter
     from acdc_exp.quantization.onnx_compat import OnnxVersions
-    from acdc_exp.runs.members import load_member, member_path
 
     versions = (versions or OnnxVersions()).check()
     if benchmark is not None:
@@ -122,8 +122,6 @@ def _benchmark(
     files: List["ExportedFile"], settings: "BenchSettings", *, res: int, out_dir: Path, run_dir: Path, config: Dict[str, Any]
 ) -> Dict[str, Any]:
     """Time the exported files (see the module docstring); W&B when the run logged there."""
-    import dataclasses
-
     from acdc_exp.speed.report import BenchFile, format_speed_table, speed_report
     from acdc_exp.speed.wandb_report import log_speed_report
 

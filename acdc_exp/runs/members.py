@@ -15,6 +15,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from acdc_exp.errors import CheckpointError, ConfigError
+from acdc_exp.models import build_model
+from acdc_exp.quantization.qat import QATController, convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
 from acdc_exp.training import checkpoint as ckpt
 
@@ -56,8 +58,6 @@ def is_int8_state(model_state: Dict[str, Any]) -> bool:
 
 
 def build_float_model(config: Dict[str, Any]) -> nn.Module:
-    from acdc_exp.models import build_model
-
     kwargs = dict(config["model"])
     kwargs.pop("_target_", None)
     # the checkpoint holds the weights; never re-read the pretrained file it started from
@@ -65,9 +65,7 @@ def build_float_model(config: Dict[str, Any]) -> nn.Module:
     return build_model(**kwargs)
 
 
-def quantizer_for(config: Dict[str, Any]):
-    from acdc_exp.quantization.qat import QATController
-
+def quantizer_for(config: Dict[str, Any]) -> QATController:
     return QATController.from_config(OmegaConf.create(config["quantization"]))
 
 
@@ -92,8 +90,6 @@ def load_member(checkpoint: str, member: str = "final") -> Tuple[nn.Module, Dict
     if is_int8_state(state["model"]):  # decided by content: a .pt path may be any member
         quantizer = quantizer_for(config)
         quantizer.prepare(model)
-        from acdc_exp.quantization.qat import convert_to_int8
-
         model = convert_to_int8(model, quantizer.backend)
     elif state.get("quantizer", {}).get("prepared"):
         quantizer_for(config).prepare(model)
