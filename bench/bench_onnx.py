@@ -196,12 +196,9 @@ def main() -> None:
             rounds.append(speed_report(files, settings))
             print(f"round {i + 1}/{args.rounds} done", flush=True)
         report = median_over_rounds(rounds)
-        for f in files:
-            name = Path(f.path).name
-            for r in report["rows"]:
-                if r["file"] == name:
-                    r["pruned_layer_sparsity"] = _pruned_sparsity(f.path)
-                    r["file_mb"] = Path(f.path).stat().st_size / 2**20
+        about = {Path(f.path).name: (_pruned_sparsity(f.path), Path(f.path).stat().st_size / 2**20) for f in files}
+        for r in report["rows"]:  # one row per file and engine
+            r["pruned_layer_sparsity"], r["file_mb"] = about[r["file"]]
     goals = {}
     for label, (engine, file, metric, goal) in GOALS.items():
         got = _row(report, engine, file).get(metric)

@@ -161,3 +161,14 @@ QAT_RUN = [
     "quantization.disable_observer_epoch=5",
     "quantization.freeze_bn_stats_epoch=5.5",
 ]
+
+
+# 3 short epochs: dense [0,1), compressed [1,2) (mask recomputed again at end_epoch 2), compressed after
+ACDC_SHORT = [
+    "trainer.epochs=3",
+    "lr_schedule.warmup_epochs=0.5",
+    "sparsity.start_epoch=0",
+    "sparsity.end_epoch=2",
+    "sparsity.update_frequency=1",
+    "sparsity.sparsity=0.8",
+]

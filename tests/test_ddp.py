@@ -8,18 +8,9 @@ import json
 import os
 import subprocess
 
-from conftest import REPO, cli, small_overrides, train
+from conftest import ACDC_SHORT, REPO, cli, small_overrides, train
 
-COMMON = [
-    "trainer.epochs=3",
-    "lr_schedule.warmup_epochs=0.5",
-    "sparsity.start_epoch=0",
-    "sparsity.end_epoch=2",
-    "sparsity.update_frequency=1",
-    "sparsity.sparsity=0.8",
-    "trainer.device=cpu",
-    "trainer.resume=never",
-]
+COMMON = [*ACDC_SHORT, "trainer.device=cpu", "trainer.resume=never"]
 
 
 def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):

@@ -5,19 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_same_final_weights, load_state, train
+from conftest import ACDC_SHORT, assert_same_final_weights, load_state, train
 
 from acdc_exp.runs.evaluate import evaluate_checkpoint
-
-# 3 short epochs: dense [0,1), compressed [1,2) (mask recomputed again at end_epoch 2), compressed after
-ACDC_SHORT = [
-    "trainer.epochs=3",
-    "lr_schedule.warmup_epochs=0.5",
-    "sparsity.start_epoch=0",
-    "sparsity.end_epoch=2",
-    "sparsity.update_frequency=1",
-    "sparsity.sparsity=0.8",
-]
 
 
 def test_dense_run_on_digits_learns(run_dir):

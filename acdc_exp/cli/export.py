@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from acdc_exp.cli.common import die, guarded
-from acdc_exp.cli.kvargs import choice, integer, positive_int, split_args
+from acdc_exp.cli.kvargs import integer, positive_int, split_args
 from acdc_exp.errors import ConfigError
 
 PROG = "acdc-export"
@@ -70,7 +70,7 @@ def main(argv: List[str] | None = None) -> None:
     def go() -> Dict[str, Any]:
         from acdc_exp.quantization.onnx_compat import OnnxVersions
         from acdc_exp.runs.export import run_export
-        from acdc_exp.speed.report import DEEPSPARSE_MODES, BenchSettings
+        from acdc_exp.speed.report import BenchSettings
 
         opts, rest = split_args(ns.args, KEYS)
         if rest:
@@ -90,7 +90,7 @@ def main(argv: List[str] | None = None) -> None:
                 batch=positive_int("bench_batch", opts.get("bench_batch", str(default.batch))),
                 repeats=positive_int("repeats", opts.get("repeats", str(default.repeats))),
                 batch_repeats=positive_int("batch_repeats", opts.get("batch_repeats", str(default.batch_repeats))),
-                deepsparse=choice("deepsparse", opts.get("deepsparse", default.deepsparse), DEEPSPARSE_MODES),
+                deepsparse=opts.get("deepsparse", default.deepsparse),
             )
             if ns.benchmark
             else None

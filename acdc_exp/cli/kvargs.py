@@ -25,12 +25,6 @@ def split_args(argv: Sequence[str], own: Sequence[str]) -> Tuple[Dict[str, str],
     return mine, rest
 
 
-def choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
-    return value
-
-
 def positive_int(name: str, value: str) -> int:
     try:
         n = int(value)

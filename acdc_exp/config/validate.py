@@ -14,7 +14,6 @@ from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
 from acdc_exp.sparsity.masks import check_sparsity, parse_mask_type
 from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_count
-from acdc_exp.sparsity.sparsifier import check_choice as check_sparsity_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -46,8 +45,8 @@ def validate(cfg) -> None:
         if s.method == "gmp":
             raise ConfigError(f"sparsity.mask_type={s.mask_type} has a fixed sparsity; a GMP ramp needs unstructured or block4")
         check_sparsity(float(s.sparsity), s.mask_type)  # N:M fixes sparsity at 1 - N/M
-    check_sparsity_choice("reset_momentum", s.reset_momentum, RESET_MOMENTUM)
-    check_sparsity_choice("dead_channels", s.dead_channels, DEAD_CHANNELS)
+    check_choice("sparsity.reset_momentum", s.reset_momentum, RESET_MOMENTUM)
+    check_choice("sparsity.dead_channels", s.dead_channels, DEAD_CHANNELS)
     check_count("min_kept_per_channel", s.min_kept_per_channel)
 
 

@@ -23,7 +23,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import onnx
 import torch
@@ -155,19 +155,27 @@ def _opset(proto: onnx.ModelProto) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
-def torch_layer_sparsity(model: nn.Module) -> Dict[str, float]:
-    """Zero fraction of each conv/linear weight as PyTorch holds it (int8 models: int values
-    equal to the zero point), keyed by layer name."""
-    out: Dict[str, float] = {}
+PER_CHANNEL_SCHEMES = (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+def _layer_weights(model: nn.Module) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(layer name, weight) of every conv/linear layer, float or quantized."""
     for name, module in model.named_modules():
         w = getattr(module, "weight", None)
         if callable(w):  # quantized modules expose weight()
             w = w()
-        if not isinstance(w, torch.Tensor) or w.dim() not in (2, 4):
-            continue
+        if isinstance(w, torch.Tensor) and w.dim() in (2, 4):
+            yield name, w
+
+
+def torch_layer_sparsity(model: nn.Module) -> Dict[str, float]:
+    """Zero fraction of each conv/linear weight as PyTorch holds it (int8 models: int values
+    equal to the zero point), keyed by layer name."""
+    out: Dict[str, float] = {}
+    for name, w in _layer_weights(model):
         if w.is_quantized:
             ints = w.int_repr()
-            if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            if w.qscheme() in PER_CHANNEL_SCHEMES:
                 zp = w.q_per_channel_zero_points().reshape((-1,) + (1,) * (w.dim() - 1))
             else:
                 zp = w.q_zero_point()
@@ -186,16 +194,7 @@ PER_CHANNEL_NOTE = (
 
 
 def has_per_channel_weights(int8_model: nn.Module) -> bool:
-    for module in int8_model.modules():
-        w = getattr(module, "weight", None)
-        w = w() if callable(w) else w
-        if (
-            isinstance(w, torch.Tensor)
-            and w.is_quantized
-            and w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
-        ):
-            return True
-    return False
+    return any(w.is_quantized and w.qscheme() in PER_CHANNEL_SCHEMES for _, w in _layer_weights(int8_model))
 
 
 def _fake_quant_eval(model: nn.Module) -> nn.Module:

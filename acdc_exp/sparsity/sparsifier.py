@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from acdc_exp.errors import ConfigError
+from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import StepPlan
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
@@ -50,13 +50,6 @@ class MaskUpdate:
 
 RESET_MOMENTUM = ("all", "pruned", "none")
 DEAD_CHANNELS = ("regrow", "keep_pruned")
-
-
-def check_choice(key: str, value: object, allowed: tuple) -> str:
-    """One line naming the bad value and what is allowed (config and constructor share it)."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"sparsity.{key}={value!r} is not supported; allowed: {', '.join(allowed)}")
-    return value
 
 
 def check_count(key: str, value: object) -> int:
@@ -87,8 +80,8 @@ class Sparsifier:
         self.min_kept_per_channel = check_count("min_kept_per_channel", min_kept_per_channel)
         self.mask_type = mask_type
         self.global_sparsity = global_sparsity
-        self.reset_momentum = check_choice("reset_momentum", reset_momentum, RESET_MOMENTUM)
-        self.dead_channels = check_choice("dead_channels", dead_channels, DEAD_CHANNELS)
+        self.reset_momentum = check_choice("sparsity.reset_momentum", reset_momentum, RESET_MOMENTUM)
+        self.dead_channels = check_choice("sparsity.dead_channels", dead_channels, DEAD_CHANNELS)
         self.names: List[str] = [n for n, _ in select_parameters(model, params)] if enabled and params else []
         self._params: Dict[str, nn.Parameter] = {}
         self.rebind(model)

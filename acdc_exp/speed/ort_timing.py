@@ -6,7 +6,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -38,15 +38,20 @@ def random_images(batch: int, res: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 3, res, res), dtype=np.float32)
 
 
-def time_ort(path: Path, *, threads: int, batch: int, repeats: int, warmup: int, res: int, seed: int = 0) -> Timing:
-    """All graph optimizations on, ``threads`` intra-op threads, one inter-op thread."""
+def time_ort(path: Path, *, threads: int, runs: Sequence[Tuple[int, int]], warmup: int, res: int, seed: int = 0) -> List[Timing]:
+    """One session (all graph optimizations on, ``threads`` intra-op threads, one inter-op
+    thread) times each ``(batch, repeats)`` of ``runs`` in turn."""
     sess = ort_session(path, threads=threads)
-    feed = {sess.get_inputs()[0].name: random_images(batch, res, seed)}
-    for _ in range(warmup):
-        sess.run(None, feed)
-    timing = Timing(batch)
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sess.run(None, feed)
-        timing.times_s.append(time.perf_counter() - start)
-    return timing
+    name = sess.get_inputs()[0].name
+    timings = []
+    for batch, repeats in runs:
+        feed = {name: random_images(batch, res, seed)}
+        for _ in range(warmup):
+            sess.run(None, feed)
+        timing = Timing(batch)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sess.run(None, feed)
+            timing.times_s.append(time.perf_counter() - start)
+        timings.append(timing)
+    return timings

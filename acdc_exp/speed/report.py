@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from acdc_exp.errors import ConfigError
+from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.machine import describe
 from acdc_exp.speed.deepsparse_runner import deepsparse_python, run_deepsparse
 from acdc_exp.speed.ort_timing import Timing, time_ort
@@ -36,8 +36,7 @@ class BenchSettings:
                 raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
         if self.warmup < 0:
             raise ConfigError(f"warmup={self.warmup} must be >= 0")
-        if self.deepsparse not in DEEPSPARSE_MODES:
-            raise ConfigError(f"deepsparse={self.deepsparse!r} is not allowed; allowed: {', '.join(DEEPSPARSE_MODES)}")
+        check_choice("deepsparse", self.deepsparse, DEEPSPARSE_MODES)
         if self.deepsparse == "required" and deepsparse_python() is None:
             raise ConfigError("deepsparse=required but DeepSparse is not set up; run scripts/setup_deepsparse.sh")
         return self
@@ -71,9 +70,8 @@ def _row(f: BenchFile, engine: str, b1: Timing, bn: Timing, supported: Optional[
 def _ort_rows(files: Sequence[BenchFile], s: BenchSettings) -> List[SpeedRow]:
     rows = []
     for f in files:
-        common = dict(threads=s.threads, res=s.res, seed=s.seed, warmup=s.warmup)
-        b1 = time_ort(Path(f.path), batch=1, repeats=s.repeats, **common)
-        bn = time_ort(Path(f.path), batch=s.batch, repeats=s.batch_repeats, **common)
+        runs = [(1, s.repeats), (s.batch, s.batch_repeats)]
+        b1, bn = time_ort(Path(f.path), threads=s.threads, runs=runs, warmup=s.warmup, res=s.res, seed=s.seed)
         rows.append(_row(f, ORT, b1, bn))
     return rows
 

@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from acdc_exp.speed.report import SpeedRow
+
 TABLE_KEY = "speed/table"
 ROW_METRICS = ("latency_ms", "images_per_s", "speedup_b1", "speedup_batch", "supported")
-COLUMNS = ("file", "member", "kind", "engine", "supported", "latency_ms", "images_per_s", "speedup_b1", "speedup_batch", "error")
+COLUMNS = tuple(f.name for f in fields(SpeedRow))  # the table shows every field of a row
 
 
 def summary_keys(report: Mapping[str, Any]) -> Dict[str, float]:
