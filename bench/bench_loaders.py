@@ -37,7 +37,9 @@ from acdc_exp.machine import describe
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from acdc_exp.config.schema import DataConfig  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from acdc_exp.config.groups import DataConfig  # noqa: E402
 from acdc_exp.data import build_data  # noqa: E402
 from acdc_exp.data.beton_writer import write_beton  # noqa: E402
 from acdc_exp.data.synthetic import make_image_tree  # noqa: E402
@@ -127,7 +129,10 @@ def main() -> None:
     prep_seconds = time.perf_counter() - t0
     tree_mb = sum(f.stat().st_size for f in (tree / "train").rglob("*")) / 2**20
 
+    # the shipped ImageNet FFCV option, with the benchmark's sizes
+    shipped = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "data" / "imagenet_ffcv.yaml"), resolve=True)
     common = dict(
+        shipped,
         name="bench",
         num_classes=args.classes,
         batch_size=args.batch_size,
@@ -146,7 +151,7 @@ def main() -> None:
     for res, paths in betons.items():
         key = f"ffcv_{res}"
         dm = build_data(
-            DataConfig(loader="ffcv", train_path=str(paths["train"]), val_path=str(paths["val"]), **common),
+            DataConfig(**{**common, "loader": "ffcv", "train_path": str(paths["train"]), "val_path": str(paths["val"])}),
             data_cache=str(args.cache),
             device=cpu,
             seed=0,
@@ -154,7 +159,7 @@ def main() -> None:
         loaders[key] = dm.train_batches
         names[key] = f"FFCV, DataModule (beton max side {res}, {paths['train'].stat().st_size / 2**20:.0f} MiB)"
     folder = build_data(
-        DataConfig(loader="folder", train_path=str(tree / "train"), val_path=str(tree / "val"), **common),
+        DataConfig(**{**common, "loader": "folder", "train_path": str(tree / "train"), "val_path": str(tree / "val")}),
         data_cache=str(args.cache),
         device=cpu,
         seed=0,

@@ -11,7 +11,7 @@ random batches) in its fastest form that DeepSparse 1.8 supports: Conv, Add and 
 (ReLU folded into QLinearConv / QLinearAdd), per-tensor weights. ``--forms`` adds the other
 forms, which show what each choice is worth: Conv only, Conv+Relu, Conv+Add, per-channel
 weights (ours and the quantizer's), and every op (QGemm, QLinearGlobalAveragePool). Timing and
-the table are ``acdc_exp.speed``'s (what ``acdc-export --benchmark`` prints); speed-ups are
+the table are ``acdc_exp.speed``'s (what ``acdc-export benchmark.enabled=true`` prints); speed-ups are
 against dense FP32 in onnxruntime. ``--rounds N`` times everything N times, files interleaved,
 and reports each row's median over the rounds (a shared machine drifts by ~10% over minutes).
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Optional: DeepSparse 1.8.0 in its own virtual environment, for the speed report of
-# `acdc-export ... --benchmark` and bench/bench_onnx.py (they call it as a subprocess).
+# `acdc-export ... benchmark.enabled=true` and bench/bench_onnx.py (they call it as a subprocess).
 # DeepSparse is end-of-life (Neural Magic, June 2025) and ships under the Neural Magic DeepSparse
 # Community License, not this project's: it grants use "solely for evaluation use in development
 # and testing environments, and not for production use". Installing it means accepting that

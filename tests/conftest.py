@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,15 @@ def pytest_report_header(config) -> list[str]:
     from acdc_exp.machine import describe, format_report
 
     return format_report(describe()).splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _no_loader_outlives_its_test():
+    """A test that drops a half-read FFCV loader leaves its producer thread to the garbage
+    collector; collect now, so no test runs beside another test's loader thread."""
+    yield
+    if any(type(t).__name__ == "EpochIterator" for t in threading.enumerate()):
+        gc.collect()
 
 
 def cli(name: str) -> str:

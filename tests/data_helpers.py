@@ -7,10 +7,13 @@ from typing import Dict
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from acdc_exp.config.schema import DataConfig
 from acdc_exp.data.beton_writer import write_beton
 from acdc_exp.data.synthetic import class_colour, make_image_tree
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 CLASSES = 4
 TRAIN_PER_CLASS = 6
@@ -55,7 +58,9 @@ def data_config(loader: str, paths: Dict[str, Path], **overrides) -> DataConfig:
         std=[60.0, 50.0, 40.0],
     )
     values.update(overrides)
-    return DataConfig(**values)
+    # the rest as the shipped ImageNet FFCV option sets it (the schema leaves values to the YAML)
+    shipped = OmegaConf.to_container(OmegaConf.load(CONFIGS / "data" / "imagenet_ffcv.yaml"), resolve=True)
+    return DataConfig(**{**shipped, **values})
 
 
 def nearest_class(images: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,7 @@ def test_loader_returns_the_digit_pixels_unchanged(digits, tmp_path):
     want = torch.from_numpy(x_val[order][: len(labels)])
     assert torch.equal(images[:, 0], want) and torch.equal(images[:, 2], want)
     train_images, train_labels = next(iter(dm.train_batches(0)))
+    dm.close()
     assert train_images.shape == (64, 3, 32, 32)
     x_train, y_train, _, _ = digits_arrays()
     # each train image is one of the originals (no augmentation)

@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 _ITERATE = """
 import contextlib, sys, torch
 torch.set_num_threads(1)
-from acdc_exp.config.schema import DataConfig
+from omegaconf import OmegaConf
+from acdc_exp.config.groups import DataConfig
 from acdc_exp.data import build_data
 root = sys.argv[1]
 for flip, crop in ((True, True), (False, False)):
-    cfg = DataConfig(name="synthetic", loader="ffcv", train_path=root + "/betons/train.beton",
-                     val_path=root + "/betons/val.beton", num_classes=3, batch_size=4,
-                     val_batch_size=4, num_workers=1, res=48, val_res=40,
-                     random_flip=flip, random_resized_crop=crop)
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(sys.argv[2]), dict(
+        name="synthetic", loader="ffcv", train_path=root + "/betons/train.beton",
+        val_path=root + "/betons/val.beton", num_classes=3, batch_size=4, val_batch_size=4,
+        num_workers=1, res=48, val_res=40, random_flip=flip, random_resized_crop=crop))
     dm = build_data(cfg, data_cache=root, device=torch.device("cpu"), seed=0)
     n = sum(len(y) for _, y in dm.train_batches(0))
     m = sum(x.shape[0] for x, _ in dm.val_batches())
@@ -81,7 +82,11 @@ def test_real_cpu_pipelines_finish(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _ITERATE, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", _ITERATE, str(tmp_path), str(REPO / "configs" / "data" / "imagenet_ffcv.yaml")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     except subprocess.TimeoutExpired:
         pytest.fail("FFCV CPU pipeline did not finish in 300 s (group_operations hang?)")

@@ -1,6 +1,6 @@
 """Deployment: every export loads in onnxruntime and DeepSparse 1.8 (opsets and IR versions
 per format, user overrides), the QOperator file runs 100% in DeepSparse with the torch int8
-model's top-1 on digits, and ``acdc-export --benchmark`` reports speed on a real digits run
+model's top-1 on digits, and ``acdc-export benchmark.enabled=true`` reports speed on a real digits run
 (console table, speed_report.json, the run's W&B record).
 
 DeepSparse lives in its own venv (``make deepsparse``; ``make test`` creates it): its tests
@@ -155,11 +155,11 @@ def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):
             f"checkpoint={run_dir}",
             "format=qoperator",
             f"out={out}",
-            "--benchmark",
-            "threads=1",
-            "bench_batch=4",
-            "repeats=3",
-            "batch_repeats=2",
+            "benchmark.enabled=true",
+            "benchmark.threads=1",
+            "benchmark.batch=4",
+            "benchmark.repeats=3",
+            "benchmark.batch_repeats=2",
         ],
         capture_output=True,
         text=True,
@@ -226,10 +226,15 @@ def _val_labels(config) -> np.ndarray:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--benchmark", "threads=0"], "threads"),
-        (["threads=2"], "threads= only applies with --benchmark"),
-        (["--benchmark", "deepsparse=maybe"], "deepsparse='maybe' is not allowed; allowed: auto, off, required"),
-        (["opset_fp32=12"], "opset_fp32=12 is not supported; allowed: 18.."),
+        (["benchmark.enabled=true", "benchmark.threads=0"], "benchmark.threads=0 must be a positive integer"),
+        (["benchmark.threads=2"], "benchmark.threads=2 only applies with benchmark.enabled=true"),
+        (
+            ["benchmark.enabled=true", "benchmark.deepsparse=maybe"],
+            "benchmark.deepsparse='maybe' is not allowed; allowed: auto, off, required",
+        ),
+        (["onnx.opset_fp32=12"], "onnx.opset_fp32=12 is not supported; allowed: 18.."),
+        (["benchmark.treads=2"], "benchmark.treads"),  # a typo is Hydra's error, on one line
+        (["--benchmark"], "--benchmark is now the override benchmark.enabled=true"),
     ],
 )
 def test_cli_bad_values_are_one_line(qat_run, args, message):

@@ -4,8 +4,13 @@ imports count too), and nothing outside ``acdc_exp.cli`` imports the CLI."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 import acdc_exp
 
@@ -42,6 +47,16 @@ def import_graph() -> dict[str, set[str]]:
     return edges
 
 
+@pytest.fixture(scope="module")
+def edges() -> dict[str, set[str]]:
+    """The graph, parsed in a fresh interpreter: CPython 3.11's ``ast`` keeps one recursion
+    counter per process, and a thread another test left behind (numba compiling for FFCV)
+    can make ``ast.parse`` here fail with "AST constructor recursion depth mismatch"."""
+    code = "import json, test_layers; print(json.dumps({k: sorted(v) for k, v in test_layers.import_graph().items()}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True, check=True)
+    return {k: set(v) for k, v in json.loads(out.stdout).items()}
+
+
 def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
     seen, stack = {start}, [start]
     while stack:
@@ -55,20 +70,17 @@ def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-def test_graph_is_read():
-    edges = import_graph()
+def test_graph_is_read(edges):
     # known downward edges: the graph is really built from the sources
     assert {"training", "quantization", "speed"} <= edges["runs"] and "runs" in edges["cli"]
 
 
-def test_no_cycle_between_subpackages():
-    edges = import_graph()
+def test_no_cycle_between_subpackages(edges):
     cycles = sorted((a, b) for a in edges for b in edges[a] if _reaches(edges, b, a))
     assert cycles == []
 
 
-def test_nothing_imports_the_cli():
-    edges = import_graph()
+def test_nothing_imports_the_cli(edges):
     assert sorted(src for src, dsts in edges.items() if "cli" in dsts) == []
 
 

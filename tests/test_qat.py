@@ -221,11 +221,9 @@ def test_resume_from_state_dicts_taken_during_qat_matches_uninterrupted(stop):
 
 
 def test_model_without_quant_stubs_is_rejected_at_build_time():
-    from omegaconf import OmegaConf
+    from acdc_exp.config.compose import compose_config
 
-    from acdc_exp.config.schema import QuantizationConfig
-
-    cfg = OmegaConf.structured(QuantizationConfig(enabled=True))
+    cfg = compose_config(["quantization=qat"]).quantization
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(ConfigError, match="no quant/dequant stub"):
         QATController.from_config(cfg, plain)

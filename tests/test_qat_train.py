@@ -84,6 +84,19 @@ def test_acdc_eval_reproduces_the_run_metrics(qat_run):
     assert dense["size"]["gzip_bytes"] > 0.8 * dense["size"]["raw_bytes"]
 
 
+def test_acdc_eval_cli_takes_hydra_overrides(qat_run, tmp_path):
+    run_dir, s = qat_run
+    args = [f"checkpoint={run_dir}", "member=dense", "data.limit_val_batches=1", "data.val_batch_size=100", "trainer.device=cpu"]
+    proc = subprocess.run([cli("acdc-eval"), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(dense member, float, cpu) on digits val: 100 images" in proc.stdout  # the overrides took effect
+    assert list(tmp_path.iterdir()) == []  # evaluation writes nothing (no Hydra run dir, no log file)
+    shown = subprocess.run([cli("acdc-eval"), *args, "--cfg", "job"], capture_output=True, text=True, timeout=120)
+    assert "member: dense" in shown.stdout and "limit_val_batches: 1" in shown.stdout
+    helped = subprocess.run([cli("acdc-eval"), "--help"], capture_output=True, text=True, timeout=120)
+    assert "== Configuration groups ==" in helped.stdout and "sparsity: acdc" in helped.stdout
+
+
 def test_acdc_export_of_the_run_agrees_on_real_images(qat_run, tmp_path):
     from acdc_exp.runs.export import run_export
 
@@ -151,7 +164,8 @@ def test_cli_errors_are_one_line():
         (["acdc-eval", "checkpoint=/tmp", "member=best"], "member='best'"),
         (["acdc-export", "checkpoint=/nonexistent/run"], "does not exist"),
         (["acdc-export", "checkpoint=/tmp", "format=tflite"], "format='tflite'"),
-        (["acdc-export", "checkpoint=/tmp", "colour=red"], "colour=red"),
+        (["acdc-export", "checkpoint=/tmp", "colour=red"], "Key 'colour' not in 'ExportConfig'"),
+        (["acdc-eval", "checkpoint=/tmp", "trainer.epochz=3"], "Key 'epochz' not in 'TrainerConfig'"),
     ]:
         proc = subprocess.run([cli(args[0])] + args[1:], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr)

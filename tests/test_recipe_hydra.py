@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from acdc_exp.cli.recipe import main as recipe_main
-from acdc_exp.config.schema import LRSegment, SparsityConfig, register_configs
+from acdc_exp.config.groups import AcdcSparsityConfig, LRSegment
+from acdc_exp.config.schema import register_configs
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan import Plan
 from acdc_exp.recipe import apply_recipe, recipe_to_config
@@ -41,9 +42,12 @@ def _compose(overrides: List[str], extra_dir: Optional[Path] = None) -> DictConf
 
 
 def _with_recipe(overrides: List[str]) -> DictConfig:
+    def compose_groups(options):  # as config.compose.finalize gives it
+        return _compose([f"{group}={option}" for group, option in options.items()])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the recipe's duplicate params
-        return apply_recipe(_compose(overrides), overrides)
+        return apply_recipe(_compose(overrides), overrides, compose_groups)
 
 
 def _schedule(cfg: DictConfig, keys) -> dict:
@@ -201,7 +205,7 @@ def test_command_line_values_win_over_the_recipe():
 
 def test_recipe_result_is_still_typed_by_the_schema(tmp_path, recipe_cfg):
     assert OmegaConf.get_type(recipe_cfg.lr_schedule.segments[2]) is LRSegment
-    assert OmegaConf.get_type(recipe_cfg.sparsity) is SparsityConfig
+    assert OmegaConf.get_type(recipe_cfg.sparsity) is AcdcSparsityConfig
     with pytest.raises(ValidationError):
         recipe_cfg.copy().trainer.epochs = "ten"
     with pytest.raises(ConfigAttributeError):

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from wandb_records import find_run_files, read_run
 
-from acdc_exp.config.schema import LoggerConfig
+from acdc_exp.config.compose import compose_config
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.metric_keys import step_row
 from acdc_exp.loggers.plots import plot_training_curve
@@ -24,7 +23,11 @@ LAYERS = ["layer1.0.conv1.weight", "layer2.0.downsample.0.weight"]
 
 
 def logger_cfg(**kw):
-    return OmegaConf.structured(LoggerConfig(kind="wandb", mode=kw.pop("mode", "offline"), log_every_steps=1, **kw))
+    """configs/logger/wandb.yaml (offline, a row every step) with ``kw`` set."""
+    cfg = compose_config(["logger=wandb", "logger.mode=offline", "logger.log_every_steps=1"]).logger
+    for key, value in kw.items():
+        cfg[key] = value
+    return cfg
 
 
 def step_metrics(step: int, phase: int, spe: int = 2) -> dict:

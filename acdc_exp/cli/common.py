@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from acdc_exp.config.compose import hydra_error_line
+import hydra
+from omegaconf import DictConfig
+
+from acdc_exp.config.compose import config_dir, hydra_error_line
+from acdc_exp.config.schema import register_configs
 from acdc_exp.errors import AcdcError
 
 # flags after which argv is not a plain list of overrides (hydra options, multirun, help)
@@ -23,16 +27,26 @@ def plain_overrides(argv: Sequence[str]) -> bool:
     return all(not a.startswith(_NON_OVERRIDE_PREFIX) for a in argv)
 
 
-def precheck_overrides(prog: str, argv: Sequence[str]) -> None:
+def precheck_overrides(prog: str, argv: Sequence[str], config_name: str = "train") -> None:
     """Compose once before Hydra runs the job, so a bad override is one line and exit 2."""
     from acdc_exp.config.compose import compose_config
 
     try:
-        compose_config(list(argv))
+        compose_config(list(argv), config_name=config_name)
     except AcdcError as exc:
         die(prog, str(exc))
     except Exception as exc:  # hydra / omegaconf composition errors
         die(prog, hydra_error_line(exc))
+
+
+def hydra_command(prog: str, config_name: str, task: Callable[[DictConfig], object]) -> None:
+    """Run ``task`` as a Hydra app on ``configs/<config_name>.yaml``: overrides, ``--help``
+    (the command's config groups), ``--cfg job``; a bad override is one line and exit 2."""
+    register_configs()
+    argv = sys.argv[1:]
+    if plain_overrides(argv):
+        precheck_overrides(prog, argv, config_name)
+    hydra.main(config_path=config_dir(), config_name=config_name, version_base="1.3")(task)()
 
 
 def guarded(prog: str, fn: Callable[[], object]) -> object:

@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Dict
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from acdc_exp.cli.common import guarded, plain_overrides, precheck_overrides
-from acdc_exp.config.compose import config_dir, finalize
-from acdc_exp.config.schema import register_configs
+from acdc_exp.cli.common import guarded, hydra_command
+from acdc_exp.config.compose import finalize
 
 PROG = "acdc-train"
 
@@ -59,11 +56,7 @@ def _task(cfg: DictConfig) -> Dict[str, Any]:
 
 
 def main() -> None:
-    register_configs()
-    argv = sys.argv[1:]
-    if plain_overrides(argv):
-        precheck_overrides(PROG, argv)
-    hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")(_task)()
+    hydra_command(PROG, "train", _task)
 
 
 if __name__ == "__main__":

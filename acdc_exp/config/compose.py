@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -37,7 +37,10 @@ def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> Dict
     if cfg.get("recipe"):
         from acdc_exp.recipe import apply_recipe
 
-        cfg = apply_recipe(cfg, list(cli_overrides or []))
+        def compose_groups(options: Dict[str, str]) -> DictConfig:
+            return compose_config([f"{group}={option}" for group, option in options.items()])
+
+        cfg = apply_recipe(cfg, list(cli_overrides or []), compose_groups)
     validate(cfg)
     return cfg
 

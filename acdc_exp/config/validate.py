@@ -37,6 +37,8 @@ def validate(cfg) -> None:
         raise ConfigError(f"data.batch_size={d.batch_size}, data.val_batch_size={d.val_batch_size}: must be > 0")
     if d.num_workers is not None and d.num_workers < 0:
         raise ConfigError(f"data.num_workers={d.num_workers} must be >= 0")
+    if q.enabled and not hasattr(q, "num_bits"):
+        raise ConfigError("quantization.enabled=true needs the QAT settings; allowed: quantization=qat")
     if q.enabled and q.num_bits != 8:
         raise ConfigError(f"quantization.num_bits={q.num_bits} is not supported; allowed: 8")
     Plan.from_config(cfg, steps_per_epoch=1)  # the schedules' own rules; pure and instant
@@ -45,8 +47,9 @@ def validate(cfg) -> None:
         if s.method == "gmp":
             raise ConfigError(f"sparsity.mask_type={s.mask_type} has a fixed sparsity; a GMP ramp needs unstructured or block4")
         check_sparsity(float(s.sparsity), s.mask_type)  # N:M fixes sparsity at 1 - N/M
-    check_choice("sparsity.reset_momentum", s.reset_momentum, RESET_MOMENTUM)
-    check_choice("sparsity.dead_channels", s.dead_channels, DEAD_CHANNELS)
+    if hasattr(s, "reset_momentum"):  # AC/DC's knobs (config/groups.py: AcdcSparsityConfig)
+        check_choice("sparsity.reset_momentum", s.reset_momentum, RESET_MOMENTUM)
+        check_choice("sparsity.dead_channels", s.dead_channels, DEAD_CHANNELS)
     check_count("min_kept_per_channel", s.min_kept_per_channel)
 
 

@@ -13,6 +13,7 @@ The functions below use only scalars and arrays so that numba can compile them u
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def sample_seed(key: int, index: int, salt: int) -> int:
 
 def crop_from_uniforms(
     height: int, width: int, u: np.ndarray, scale_min: float, scale_max: float, log_ratio_min: float, log_ratio_max: float
-):
+) -> Tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop box ``(top, left, h, w)`` from ``CROP_DRAWS`` uniforms.
 
     Up to ten tries of (area scale, log aspect ratio); if none fits, a center crop clamped to
@@ -72,7 +73,7 @@ def crop_from_uniforms(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def center_crop_box(height: int, width: int, ratio: float):
+def center_crop_box(height: int, width: int, ratio: float) -> Tuple[int, int, int, int]:
     """Square center crop of side ``ratio * short side``: the box FFCV's center-crop decoder uses."""
     side = int(ratio * min(height, width))
     return (height - side) // 2, (width - side) // 2, side, side

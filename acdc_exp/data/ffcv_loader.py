@@ -7,6 +7,8 @@ normalization is left to ``DataModule.prepare`` on the device.
 from __future__ import annotations
 
 import contextlib
+import queue
+import time
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
@@ -18,6 +20,9 @@ from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
 from acdc_exp.data.ffcv_ops import KeyCell, SeededRandomHorizontalFlip, SeededRandomResizedCropDecoder, assert_pipeline_safe
 from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
+
+# a stopped producer thread ends within one batch's decoding; this bounds the wait
+STOP_TIMEOUT_S = 120.0
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
@@ -136,10 +141,29 @@ class FfcvSource:
             for images, labels in iterator:
                 yield images, labels.reshape(-1)
         finally:
-            iterator.close()  # stops FFCV's producer thread when the epoch is cut short
+            _stop(iterator)
 
     def train_epoch(self, epoch: int, res: int) -> Iterator[Batch]:
         return self._iterate(self.train_loader, epoch, res)
 
     def val_epoch(self) -> Iterator[Batch]:
         return self._iterate(self.val_loader)
+
+
+def _stop(iterator) -> None:
+    """Stop FFCV's producer thread and wait for it, then release the epoch's memory.
+
+    FFCV's ``close()`` only raises a flag, which its thread reads when the output queue stays
+    full; a thread that reached the end of its batches waits forever to queue the end marker.
+    Such a thread outlives its epoch, and one still running native code when the interpreter
+    exits can abort the process. (FFCV 1.0.2's EpochIterator: ``iter_ixes``, ``output_queue``.)
+    """
+    iterator.terminate_event.set()
+    iterator.iter_ixes = iter(())  # nothing after the batch it is decoding now
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while iterator.is_alive() and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            while True:  # make room for its last batch and the end marker
+                iterator.output_queue.get_nowait()
+        iterator.join(timeout=0.05)
+    iterator.close()

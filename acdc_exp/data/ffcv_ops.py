@@ -88,7 +88,7 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
         self.ratio = ratio
 
     @property
-    def get_crop_generator(self):  # required by the abstract base; generate_code replaces it
+    def get_crop_generator(self) -> None:  # required by the abstract base; generate_code replaces it
         return None
 
     def generate_code(self) -> Callable:

@@ -85,6 +85,13 @@ class DataModule:
         self._active = self._own(self.source.train_epoch(epoch, self.resolution(epoch)), self.cfg.limit_train_batches)
         return self._active
 
+    def close(self) -> None:
+        """Stop the open train epoch's loader now (its producer thread), not when the garbage
+        collector finds it: a thread still running native code at interpreter exit can abort it."""
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
     def val_batches(self) -> Iterable[Batch]:
         return self._own(self.source.val_epoch(), self.cfg.limit_val_batches)
 

@@ -13,6 +13,10 @@ from typing import Callable, Dict, List, Optional
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
+def _nothing() -> None:
+    pass
+
+
 class PreemptionGuard:
     def __init__(self, on_request: Callable[[], None], signals=PREEMPTION_SIGNALS) -> None:
         self.on_request = on_request
@@ -36,6 +40,7 @@ class PreemptionGuard:
     def __exit__(self, *exc) -> None:
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)  # type: ignore[arg-type]
+        self.on_request = _nothing  # no more signals come here: let go of what the callback holds (the trainer)
 
     def chain(self) -> None:
         """After last.pt is written: let the earlier handler act (submitit's USR2 handler

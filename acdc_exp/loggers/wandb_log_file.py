@@ -29,7 +29,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 
 
-def record_class():
+def record_class() -> type:
     from wandb.proto import wandb_internal_pb2
 
     return wandb_internal_pb2.Record

@@ -116,30 +116,32 @@ class WandbLogger(Logger):
     def __init__(
         self, cfg, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str] = None, overrides: Sequence[str] = ()
     ) -> None:
-        mode = str(getattr(cfg, "mode", "offline"))
+        mode = str(cfg.mode)
         if mode not in MODES:
             raise ConfigError(f"logger.mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
         self.cfg = cfg
         self.mode = mode
         self.run_dir = Path(run_dir)
         self.plots_dir = self.run_dir / "plots"
-        self.log_artifacts = bool(getattr(cfg, "log_artifacts", False))
+        self.log_artifacts = bool(cfg.log_artifacts)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         experiment = str(config.get("experiment_name", "run")) if isinstance(config, Mapping) else "run"
-        self.name = str(cfg.name) if getattr(cfg, "name", None) else run_name(experiment, list(overrides))
+        self.name = str(cfg.name) if cfg.name else run_name(experiment, list(overrides))
+        sweep = config.get("sweep_name") if isinstance(config, Mapping) else None
         self._last_step = 0
         self._updates: List[MaskUpdate] = []
         self._summary_logged = False
         self._finished = False
         self.run = wandb.init(
             mode=mode,
-            project=getattr(cfg, "project", None) or "acdc-exp",
-            entity=getattr(cfg, "entity", None),
-            group=getattr(cfg, "group", None),
-            tags=[str(t) for t in (getattr(cfg, "tags", None) or [])],
-            job_type=getattr(cfg, "job_type", None) or "train",
+            project=str(cfg.project),
+            entity=cfg.entity,
+            # a sweep's runs share a group, so W&B shows them side by side
+            group=cfg.group or (f"{experiment}-sweep-{sweep}" if sweep else None),
+            tags=[str(t) for t in cfg.tags],
+            job_type=str(cfg.job_type),
             # a resumed run keeps the name it was given first (overrides may differ now)
-            name=self.name if (resume_id is None or getattr(cfg, "name", None)) else None,
+            name=self.name if (resume_id is None or cfg.name) else None,
             dir=str(self.run_dir),
             config=dict(config, overrides=list(overrides)),
             id=resume_id,

@@ -125,7 +125,8 @@ class Plan:
             weight_decay_segments=wd,
             sparsity=build_sparsity_schedule(cfg.sparsity),
             qat=QATSchedule.from_config(cfg.quantization),
-            dense_phase_warmup_epochs=float(cfg.sparsity.dense_phase_warmup_epochs),
+            # AC/DC's knob: other methods' configs have no dense phases to warm up
+            **{k: float(getattr(cfg.sparsity, k)) for k in ("dense_phase_warmup_epochs",) if hasattr(cfg.sparsity, k)},
         )
 
     @property

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig
 from torch import nn
 
 from acdc_exp.quantization.base import NoQuantization
 
+if TYPE_CHECKING:  # qat.py loads torch.ao.quantization, which only a QAT run needs
+    from acdc_exp.quantization.qat import QATController
 
-def build_quantizer(cfg, model: nn.Module):
+
+def build_quantizer(cfg: DictConfig, model: nn.Module) -> "NoQuantization | QATController":
     """A QAT controller for ``cfg`` (QuantizationConfig), or a no-op when disabled."""
     if not cfg.enabled:
         return NoQuantization()

@@ -47,7 +47,7 @@ class OnnxVersions:
         value = DEFAULT_OPSET[family] if asked is None else int(asked)
         low, high = OPSET_RANGE[family]
         if not low <= value <= high:
-            raise ConfigError(f"opset_{family}={value} is not supported; allowed: {low}..{high}")
+            raise ConfigError(f"onnx.opset_{family}={value} is not supported; allowed: {low}..{high}")
         return value
 
     def check(self) -> "OnnxVersions":
@@ -56,7 +56,7 @@ class OnnxVersions:
             self.opset(family)
         if self.ir_version is not None and not 3 <= int(self.ir_version) <= onnx.IR_VERSION:
             raise ConfigError(
-                f"ir_version={self.ir_version} is not supported; allowed: 3..{onnx.IR_VERSION} "
+                f"onnx.ir_version={self.ir_version} is not supported; allowed: 3..{onnx.IR_VERSION} "
                 "(default: the lowest the opset needs)"
             )
         return self
@@ -84,7 +84,9 @@ def stamp_ir_version(model: onnx.ModelProto, ir_version: Optional[int] = None) -
     model.opset_import.extend(keep)
     low = min_ir_version(model)
     if ir_version is not None and int(ir_version) < low:
-        raise ConfigError(f"ir_version={ir_version} is too old for opset {_opsets(model)}; allowed: {low}..{onnx.IR_VERSION}")
+        raise ConfigError(
+            f"onnx.ir_version={ir_version} is too old for opset {_opsets(model)}; allowed: {low}..{onnx.IR_VERSION}"
+        )
     model.ir_version = low if ir_version is None else int(ir_version)
     return model
 

@@ -9,7 +9,7 @@ recipe's schedule for 2 epochs (the recipe's epoch numbers are not rescaled: use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -17,6 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from acdc_exp.errors import ConfigError
 from acdc_exp.recipe.convert import recipe_to_config
 
+# composes the config with {group: option} choices
+ComposeGroups = Callable[[Dict[str, str]], DictConfig]
 # overrides that never re-apply: they pick the recipe itself
 _RECIPE_KEYS = ("recipe", "recipe_args")
 
@@ -70,13 +72,40 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     return isinstance(node, DictConfig) and leaf in node
 
 
-def apply_recipe(cfg: DictConfig, cli_overrides: Optional[Sequence[str]] = None) -> DictConfig:
+def recipe_variants(sections: Dict[str, Any]) -> Dict[str, str]:
+    """The group options a recipe implies: its pruning method, QAT or not, and explicit lr
+    segments (``configs/<group>/<option>.yaml``)."""
+    out = {
+        "sparsity": str(sections["sparsity"]["method"]),
+        "quantization": "qat" if sections["quantization"]["enabled"] else "none",
+    }
+    if "segments" in sections["lr_schedule"]:
+        out["lr_schedule"] = "segments"
+    return out
+
+
+def _swap_variants(cfg: DictConfig, options: Dict[str, str], compose_groups: ComposeGroups) -> DictConfig:
+    """``cfg`` with each group whose variant the recipe changes (an AC/DC config, a GMP recipe)
+    taken from that option's YAML, which supplies what the recipe leaves unsaid."""
+    fresh = compose_groups(options)
+    out = cfg.copy()
+    for group in options:
+        if OmegaConf.get_type(out[group]) is not OmegaConf.get_type(fresh[group]):
+            out[group] = fresh[group]
+    return out
+
+
+def apply_recipe(
+    cfg: DictConfig, cli_overrides: Optional[Sequence[str]] = None, compose_groups: Optional[ComposeGroups] = None
+) -> DictConfig:
     """``cfg`` with the recipe named by ``cfg.recipe`` merged in (unchanged when it is null).
 
     ``cli_overrides`` are the command line's overrides (``HydraConfig.get().overrides.task``
     in an app); their values, as Hydra composed them into ``cfg``, are put back after the
     merge so explicit command-line values win over the recipe. The result is merged onto the
-    structured schema, so it validates like any composed config.
+    structured schema, so it validates like any composed config. ``compose_groups`` composes
+    the config with given group options (``config.compose``); with it a recipe can change a
+    group's variant (``recipe_variants``).
     """
     recipe = cfg.get("recipe")
     if not recipe:
@@ -85,7 +114,8 @@ def apply_recipe(cfg: DictConfig, cli_overrides: Optional[Sequence[str]] = None)
     sections = recipe_to_config(path, cfg.get("recipe_args"))
     keep = {key: OmegaConf.select(cfg, key) for key in value_override_keys(cfg, cli_overrides or [])}
     try:
-        merged = OmegaConf.merge(cfg, sections)
+        base = _swap_variants(cfg, recipe_variants(sections), compose_groups) if compose_groups else cfg
+        merged = OmegaConf.merge(base, sections)
         for key, value in keep.items():
             OmegaConf.update(merged, key, value, merge=False, force_add=True)
     except OmegaConfBaseException as err:

@@ -197,7 +197,7 @@ def _fraction(mod: Modifier, name: str) -> float:
 def _sparsity(mods: Sequence[Modifier]) -> Dict[str, Any]:
     mod = _only_one(mods, "pruning")
     if mod is None:
-        return {"method": "dense", "sparsity": 0.0, "params": [], "phases": None}
+        return {"method": "dense", "sparsity": 0.0, "params": []}
     if not mod.flag("leave_enabled", True):
         raise ConfigError(f"{mod.type}.leave_enabled=false is not supported; allowed: true (masks stay on after end_epoch)")
     if mod.type == "ACDCPruningModifier":

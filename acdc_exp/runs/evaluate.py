@@ -37,16 +37,12 @@ def _group_override(overrides: Sequence[str]) -> bool:
     return any(o.lstrip("+").split("=", 1)[0] == "data" for o in overrides)
 
 
-def compose_for_member(overrides: List[str], saved: Dict[str, Any]) -> DictConfig:
-    """The train config for evaluation: composed with ``overrides``; its data config is the
-    run's own (from the checkpoint) with ``data.*`` overrides on top, unless ``data=NAME``
-    names another group."""
-    try:
-        cfg = compose_config(overrides)
-    except AcdcError:
-        raise
-    except Exception as exc:  # Hydra composition errors, condensed to one line
-        raise ConfigError(hydra_error_line(exc)) from None
+def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Optional[DictConfig] = None) -> DictConfig:
+    """The train config a saved run is evaluated with: ``cfg`` (default: the train config
+    composed with ``overrides``) whose data config is the run's own (from the checkpoint) with
+    the ``data.*`` overrides on top, unless ``data=NAME`` names another group."""
+    if cfg is None:
+        cfg = _compose(list(overrides), "train")
     if not _group_override(overrides) and "data" in saved:
         fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
         with open_dict(cfg):
@@ -54,12 +50,33 @@ def compose_for_member(overrides: List[str], saved: Dict[str, Any]) -> DictConfi
     return cfg
 
 
+def _compose(overrides: List[str], config_name: str) -> DictConfig:
+    try:
+        return compose_config(overrides, config_name=config_name)
+    except AcdcError:
+        raise
+    except Exception as exc:  # Hydra composition errors, condensed to one line
+        raise ConfigError(hydra_error_line(exc)) from None
+
+
 def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Evaluate one member; returns metrics, sizes and what was evaluated."""
+    """``acdc-eval checkpoint=... member=... <overrides>`` in-process."""
+    overrides = list(overrides or [])
+    cfg = _compose([*overrides, f"checkpoint={checkpoint}", f"member={member}"], "eval")
+    return evaluate_member(cfg, overrides)
+
+
+def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]:
+    """Evaluate the member ``cfg`` (configs/eval.yaml, composed) names; ``overrides`` are the
+    command line's, which say whether the run's own data config is kept. Returns metrics,
+    sizes and what was evaluated."""
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise ConfigError("checkpoint= is required (a run dir or a .pt file)")
+    checkpoint, member = str(cfg.checkpoint), str(cfg.member)
     check_choice("member", member, MEMBERS)
     path = member_path(checkpoint, member)
     model, state, saved = load_member(str(path), member)
-    cfg = compose_for_member(list(overrides or []), saved)
+    cfg = compose_for_member(overrides, saved, cfg)
     int8 = is_int8_state(state["model"])
     kind = "int8" if int8 else ("fake-quant (QAT)" if is_prepared(model) else "float")
     device = torch.device("cpu") if int8 else resolve_device(str(cfg.trainer.device))

@@ -13,12 +13,13 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from acdc_exp.data import build_data
-from acdc_exp.errors import CheckpointError, check_choice
+from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.runs.evaluate import compose_for_member
 from acdc_exp.runs.members import load_member, member_path
 
@@ -33,7 +34,47 @@ INPUT_CHOICES = ("random", "val")
 MEMBER_CHOICES = ("all", "dense", "final")
 
 
-def val_images(config: Dict[str, Any], n: int):
+def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    """``run_export`` as configs/export.yaml (composed, with the command line's ``overrides``) asks."""
+    from acdc_exp.quantization.onnx_compat import OnnxVersions
+    from acdc_exp.speed.report import BenchSettings
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise ConfigError("checkpoint= is required (a run dir or a .pt file)")
+    bench = cfg.benchmark
+    if not bench.enabled:
+        stray = [o for o in overrides if o.startswith("benchmark.") and not o.startswith("benchmark.enabled=")]
+        if stray:
+            raise ConfigError(f"{stray[0]} only applies with benchmark.enabled=true")
+    settings = BenchSettings(
+        threads=bench.threads,
+        batch=bench.batch,
+        repeats=bench.repeats,
+        batch_repeats=bench.batch_repeats,
+        deepsparse=bench.deepsparse,
+    )
+    if bench.enabled:
+        settings.check("benchmark.")  # named as on the command line, before minutes of export
+    return run_export(
+        str(cfg.checkpoint),
+        member=str(cfg.member),
+        fmt=str(cfg.format),
+        out=cfg.out,
+        batch=_positive("batch", cfg.batch),
+        seed=int(cfg.seed),
+        inputs=str(cfg.inputs),
+        versions=OnnxVersions(**OmegaConf.to_container(cfg.onnx)),
+        benchmark=settings if bench.enabled else None,
+    )
+
+
+def _positive(name: str, value: int) -> int:
+    if int(value) < 1:
+        raise ConfigError(f"{name}={value} must be a positive integer")
+    return int(value)
+
+
+def val_images(config: Dict[str, Any], n: int) -> torch.Tensor:
     """The first ``n`` validation images of the run's data, normalized as the model saw them."""
     cfg = compose_for_member([], config)
     data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=torch.device("cpu"), seed=int(cfg.seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -17,7 +18,7 @@ from acdc_exp.quantization import build_quantizer
 from acdc_exp.runs.finish import finish_run
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
-from acdc_exp.training.distributed import DistInfo, init_distributed, shutdown
+from acdc_exp.training.distributed import DistInfo, barrier, init_distributed, shutdown
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
@@ -92,6 +93,7 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     try:
         with guard:
             summary = finish_run(trainer, trainer.fit(), export_onnx=export_onnx)
+        barrier(dist)  # the ranks leave together: none exits while another still writes
     except TrainingInterrupted as stop:
         summary = {
             "interrupted": True,
@@ -101,6 +103,11 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
         }
     finally:
         logger.finish()
+        data.close()
+        # DDP's reducer holds the process group: free it before the group goes, while the
+        # interpreter is whole, so gloo's threads are joined here and not at exit
+        del trainer, model, optimizer, sparsifier, quantizer
+        gc.collect()
         shutdown(dist)
     if guard.received is not None:
         logger.message(f"[preempted] signal {guard.received}: state saved at step {summary.get('step')}")

@@ -64,6 +64,9 @@ def dead_output_channels(mask: torch.Tensor) -> torch.Tensor:
     return ~mask.reshape(mask.shape[0], -1).any(dim=1)
 
 
+ACDC_KNOBS = ("reset_momentum", "dead_channels")
+
+
 class Sparsifier:
     def __init__(
         self,
@@ -101,10 +104,10 @@ class Sparsifier:
             params=list(cfg.params),
             mask_type=str(cfg.mask_type),
             global_sparsity=bool(cfg.global_sparsity),
-            reset_momentum=cfg.reset_momentum,
-            dead_channels=cfg.dead_channels,
             min_kept_per_channel=cfg.min_kept_per_channel,
             enabled=cfg.method != "dense",
+            # AC/DC's dense-phase knobs: only an AC/DC config has them
+            **{k: getattr(cfg, k) for k in ACDC_KNOBS if hasattr(cfg, k)},
         )
 
     def rebind(self, model: nn.Module) -> None:

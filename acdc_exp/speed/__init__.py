@@ -1,5 +1,5 @@
 """Inference speed of exported ONNX files: onnxruntime in this process, DeepSparse (optional,
-in its own venv) as a subprocess, and the report ``acdc-export --benchmark`` prints."""
+in its own venv) as a subprocess, and the report ``acdc-export benchmark.enabled=true`` prints."""
 
 from acdc_exp.speed.deepsparse_runner import deepsparse_python, run_deepsparse
 from acdc_exp.speed.ort_timing import Timing, time_ort

@@ -81,7 +81,7 @@ def _answer_channel():
     return os.fdopen(answer_fd, "w")
 
 
-def main():
+def main() -> None:
     req = json.loads(sys.stdin.read())
     channel = _answer_channel()
     import deepsparse

@@ -30,15 +30,16 @@ class BenchSettings:
     seed: int = 0
     deepsparse: str = "auto"  # auto: where set up; off; required: fail without it
 
-    def check(self) -> "BenchSettings":
+    def check(self, prefix: str = "") -> "BenchSettings":
+        """Every field in range; errors name the key as ``prefix`` + field (``benchmark.threads``)."""
         for name in ("threads", "batch", "repeats", "batch_repeats", "res"):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+                raise ConfigError(f"{prefix}{name}={getattr(self, name)} must be a positive integer")
         if self.warmup < 0:
-            raise ConfigError(f"warmup={self.warmup} must be >= 0")
-        check_choice("deepsparse", self.deepsparse, DEEPSPARSE_MODES)
+            raise ConfigError(f"{prefix}warmup={self.warmup} must be >= 0")
+        check_choice(f"{prefix}deepsparse", self.deepsparse, DEEPSPARSE_MODES)
         if self.deepsparse == "required" and deepsparse_python() is None:
-            raise ConfigError("deepsparse=required but DeepSparse is not set up; run scripts/setup_deepsparse.sh")
+            raise ConfigError(f"{prefix}deepsparse=required but DeepSparse is not set up; run scripts/setup_deepsparse.sh")
         return self
 
 

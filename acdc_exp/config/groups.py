@@ -1,0 +1,264 @@
+"""The config groups' schemas: each YAML in ``configs/<group>/`` is merged onto one of these.
+
+A value lives once: where a group's YAML files set a key, the schema says only its type
+(``MISSING``); a schema default is a value the YAML files rely on. Groups whose options take
+different keys have one schema per variant (``AcdcSparsityConfig``, ``WandbLoggerConfig``, ...),
+named by the option's defaults list (``/schema/sparsity@_here_: acdc``), so a GMP key on an
+AC/DC run or a W&B key on the console logger is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "acdc_exp.models.factory.build_model"
+    # torchvision: resnet18 / resnet34 / resnet50; small: resnet_small (32x32 inputs)
+    name: str = MISSING
+    num_classes: int = MISSING
+    # Recipe's ``--pretrained True``: start from dense weights. ``weights`` is a local file
+    # (state dict or checkpoint) or a torchvision weights enum name found in the torch cache.
+    pretrained: bool = MISSING
+    weights: Optional[str] = MISSING
+    zero_init_residual: bool = False
+
+
+@dataclass
+class SmallResNetConfig(ModelConfig):
+    width: int = MISSING  # base width
+    depth: int = MISSING  # 6n+2
+
+
+@dataclass
+class DataConfig:
+    # the dataset's name (digits, imagenet, ...); digits with no paths builds its .beton files
+    name: str = MISSING
+    loader: str = MISSING  # ffcv | folder
+    train_path: Optional[str] = MISSING  # .beton file (ffcv) or ImageFolder dir (folder)
+    val_path: Optional[str] = MISSING
+    # digits: where the generated ImageFolder tree and .beton files are cached
+    cache_dir: Optional[str] = MISSING
+    num_classes: int = MISSING
+    # global batches (all processes of a DDP run together); each process loads batch / world_size
+    batch_size: int = MISSING
+    val_batch_size: int = MISSING
+    # loader workers per process; null = the CPUs the process has (SLURM allocation or affinity
+    # mask, shared among torchrun's local processes) less one
+    num_workers: Optional[int] = MISSING
+    # training resolution; progressive resizing ramps min_res -> max_res over
+    # [start_ramp, end_ramp] epochs as FFCV's ResNet-50 configs do (disabled when null)
+    res: int = MISSING
+    min_res: Optional[int] = MISSING
+    max_res: Optional[int] = MISSING
+    start_ramp: Optional[int] = MISSING
+    end_ramp: Optional[int] = MISSING
+    val_res: int = MISSING
+    # torchvision's RandomResizedCrop scale for train; val uses a center crop of ratio 224/256
+    crop_scale_min: float = MISSING
+    center_crop_ratio: float = MISSING
+    random_flip: bool = MISSING
+    random_resized_crop: bool = MISSING
+    order: str = MISSING  # random | quasi_random | sequential
+    os_cache: bool = MISSING
+    batches_ahead: int = MISSING
+    drop_last: bool = MISSING
+    # 0-255 scale; normalization happens on the device, not in the loader pipeline
+    mean: List[float] = MISSING
+    std: List[float] = MISSING
+    # cap on batches per epoch (dry runs); null = full epoch
+    limit_train_batches: Optional[int] = MISSING
+    limit_val_batches: Optional[int] = MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    # The per-step lr and weight decay come from the plan; these are the initial values.
+    lr: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
+    # False follows common practice of not decaying BN and bias parameters
+    decay_bn_and_bias: bool = MISSING
+
+
+@dataclass
+class LRSegment:
+    """One SparseML-style LR modifier: ``func`` over [start_epoch, end_epoch).
+
+    ``func``: linear | cosine | constant (``constant`` is SetLearningRateModifier:
+    ``init_lr`` from ``start_epoch`` on, ``end_epoch`` may be null).
+    After a segment ends the lr holds its last value until a later segment starts.
+    """
+
+    func: str = "constant"
+    start_epoch: float = 0.0
+    end_epoch: Optional[float] = None
+    init_lr: float = MISSING
+    final_lr: float = 0.0
+
+
+@dataclass
+class WeightDecaySegment:
+    """SetWeightDecayModifier: ``weight_decay`` from ``start_epoch`` on."""
+
+    start_epoch: float = 0.0
+    weight_decay: float = MISSING
+
+
+@dataclass
+class LRScheduleConfig:
+    """Segments are what the plan reads (lr_schedule/segments.yaml: given whole, as an
+    experiment or a recipe does)."""
+
+    name: str = MISSING
+    segments: List[LRSegment] = MISSING
+    # empty: optimizer.weight_decay all the way
+    weight_decay: List[WeightDecaySegment] = MISSING
+
+
+@dataclass
+class PresetLRScheduleConfig(LRScheduleConfig):
+    """A preset (warmup_cosine, constant): segments interpolated from a few knobs."""
+
+    warmup_epochs: float = MISSING
+    peak_lr: float = MISSING
+    warmup_start_lr: float = MISSING
+
+
+@dataclass
+class PhaseConfig:
+    """An explicit AC/DC phase, for schedules the periodic rule cannot express."""
+
+    start_epoch: float = MISSING
+    end_epoch: float = MISSING
+    phase: str = MISSING  # dense | compressed
+
+
+@dataclass
+class SparsityConfig:
+    """What every method has; sparsity=dense uses it as is."""
+
+    method: str = MISSING  # acdc | gmp | dense
+    sparsity: float = MISSING  # compression (AC/DC) or final (GMP) sparsity
+    mask_type: str = MISSING  # unstructured | block4 | N:M such as 2:4
+    global_sparsity: bool = MISSING
+    # weight names or glob patterns; SparseML ResNet names are accepted as aliases
+    params: List[str] = MISSING
+    start_epoch: float = MISSING
+    end_epoch: float = MISSING
+    update_frequency: float = MISSING
+    # keep the k largest weights (blocks) of every output channel when masking (masks.py)
+    min_kept_per_channel: int = MISSING
+
+
+@dataclass
+class AcdcSparsityConfig(SparsityConfig):
+    # explicit phases replace the periodic rule (the AC/DC paper's own variant)
+    phases: Optional[List[PhaseConfig]] = MISSING
+    # when a dense phase begins: all | pruned | none (acdc_exp/sparsity/sparsifier.py)
+    reset_momentum: str = MISSING
+    # output channels pruned whole: regrow | keep_pruned in dense phases (sparsifier.py)
+    dead_channels: str = MISSING
+    # lr ramps 0 -> schedule over this many epochs at the start of each dense phase after a
+    # compressed one (plan/plan.py::regrowth_lr_factor)
+    dense_phase_warmup_epochs: float = MISSING
+
+
+@dataclass
+class GmpSparsityConfig(SparsityConfig):
+    # cubic ramp from init_sparsity at start_epoch to sparsity at end_epoch
+    init_sparsity: float = MISSING
+
+
+@dataclass
+class QuantizationConfig:
+    """quantization=none: only the switch."""
+
+    enabled: bool = MISSING
+
+
+@dataclass
+class QatConfig(QuantizationConfig):
+    start_epoch: float = MISSING
+    # recipe submodule names: input = stem (conv1/bn1/relu), sections = layer1..layer4
+    submodules: List[str] = MISSING
+    disable_observer_epoch: Optional[float] = MISSING
+    freeze_bn_stats_epoch: Optional[float] = MISSING
+    fuse: bool = MISSING
+    per_channel: bool = MISSING
+    # 7-bit activations: int8 kernels without VNNI/AMX saturate on 8-bit ones (QATController.int8_exact_on_this_cpu)
+    reduce_range: bool = MISSING
+    num_bits: int = MISSING
+    backend: str = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    """What every logger has (logger=none, console)."""
+
+    kind: str = MISSING  # none | console | wandb
+    log_every_steps: int = MISSING
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    mode: str = MISSING  # online | offline | disabled
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    # null: <experiment>-sweep-<sweep_name> in a sweep (loggers/wandb_logger.py), else none
+    group: Optional[str] = MISSING
+    tags: List[str] = MISSING
+    job_type: str = MISSING
+    name: Optional[str] = MISSING  # null: derived from experiment and overrides
+    log_artifacts: bool = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = MISSING
+    device: str = MISSING  # auto | cpu | cuda
+    amp: str = MISSING  # auto (fp16 on CUDA, off on CPU) | off | bf16 | fp16: training/precision.py
+    # NHWC weights and batches: true / false on any device; null = on CUDA only (on CPU small
+    # convolutions run no faster NHWC, and NCHW keeps CPU results as they were)
+    channels_last: Optional[bool] = MISSING
+    label_smoothing: float = MISSING
+    eval_every_epochs: int = MISSING
+    checkpoint_every_epochs: int = MISSING
+    # auto: continue from <run_dir>/checkpoints/last.pt when it exists (SLURM requeue);
+    # never: always start fresh; or a path to a checkpoint file or run dir
+    resume: str = MISSING
+    progress: bool = MISSING
+    num_threads: Optional[int] = MISSING  # torch intra-op threads; null = leave torch's default
+    deterministic: bool = MISSING
+    # stop after this many optimizer steps, saving last.pt as a preemption would (resumable)
+    max_steps: Optional[int] = MISSING
+    export_onnx: bool = MISSING
+    # torch.compile the forward pass (after DDP wrapping); recompiled when QAT swaps modules
+    compile: bool = MISSING
+    compile_mode: Optional[str] = MISSING  # torch.compile's mode: null | default | reduce-overhead | max-autotune
+    # recompute BatchNorm statistics from the last N training batches before each evaluation
+    # (0 = off; training/bn_recalibration.py)
+    bn_recalibration_batches: int = MISSING
+
+
+@dataclass
+class PathsConfig:
+    runs_root: str = MISSING
+    run_dir: str = MISSING
+    data_cache: str = MISSING
+
+
+# The variant schemas, by group and option name (config/schema.py registers them).
+VARIANTS = {
+    "model": {"small_resnet": SmallResNetConfig},
+    "lr_schedule": {"preset": PresetLRScheduleConfig},
+    "sparsity": {"acdc": AcdcSparsityConfig, "gmp": GmpSparsityConfig},
+    "quantization": {"qat": QatConfig},
+    "logger": {"wandb": WandbLoggerConfig},
+}
