@@ -26,7 +26,7 @@ def test_table_shows_the_206_epoch_plan():
 
 def test_json_trace_per_step_and_plot(tmp_path):
     png = tmp_path / "plan.png"
-    out = run(EXP, "--json", "--steps-per-epoch", "3", "--plot", str(png))
+    out = run(EXP, "schedule.format=json", "schedule.steps_per_epoch=3", f"schedule.plot={png}")
     assert out.returncode == 0, out.stderr
     trace = json.loads(out.stdout)
     steps = trace["steps"]
@@ -37,7 +37,20 @@ def test_json_trace_per_step_and_plot(tmp_path):
     assert png.stat().st_size > 5000
 
 
-def test_json_without_steps_per_epoch_is_a_one_line_error():
-    out = run(EXP, "--json")
-    assert out.returncode == 2
-    assert out.stderr.strip().count("\n") == 0 and "--steps-per-epoch" in out.stderr
+def test_bad_settings_are_one_line_errors():
+    for args, needle in [
+        (["schedule.format=json"], "schedule.format=json needs schedule.steps_per_epoch=N"),
+        (["schedule.format=yaml"], "schedule.format='yaml' is not allowed; allowed: table, json"),
+        (["schedule.steps_per_epoch=0"], "schedule.steps_per_epoch=0 must be > 0"),
+        (["schedule.plott=x.png"], "Key 'plott' not in 'ScheduleOutputConfig'"),
+        (["--json"], "--json is now the override schedule.format=json"),
+    ]:
+        out = run(EXP, *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.strip().count("\n") == 0 and needle in out.stderr, (args, out.stderr)
+
+
+def test_help_shows_the_groups():
+    out = run("--help")
+    assert out.returncode == 0 and "acdc-schedule: the plan of a training config" in out.stdout
+    assert "== Configuration groups ==" in out.stdout and "experiment: resnet50_imagenet_acdc85_quant" in out.stdout

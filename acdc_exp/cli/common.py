@@ -8,7 +8,7 @@ from typing import Callable, NoReturn, Sequence
 import hydra
 from omegaconf import DictConfig
 
-from acdc_exp.config.compose import config_dir, hydra_error_line
+from acdc_exp.config.compose import compose_config, config_dir, hydra_error_line
 from acdc_exp.config.schema import register_configs
 from acdc_exp.errors import AcdcError
 
@@ -29,8 +29,6 @@ def plain_overrides(argv: Sequence[str]) -> bool:
 
 def precheck_overrides(prog: str, argv: Sequence[str], config_name: str = "train") -> None:
     """Compose once before Hydra runs the job, so a bad override is one line and exit 2."""
-    from acdc_exp.config.compose import compose_config
-
     try:
         compose_config(list(argv), config_name=config_name)
     except AcdcError as exc:

@@ -33,7 +33,7 @@ def format_result(r: Dict[str, Any]) -> str:
 
 
 def _task(cfg: DictConfig) -> None:
-    from acdc_exp.runs.evaluate import evaluate_member
+    from acdc_exp.runs.evaluate import evaluate_member  # lazy: --help and bad overrides answer before torch loads
 
     overrides = list(HydraConfig.get().overrides.task)
     print(format_result(guarded(PROG, lambda: evaluate_member(cfg, overrides))))

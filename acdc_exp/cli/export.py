@@ -22,7 +22,7 @@ OLD_BENCHMARK_FLAG = "--benchmark"
 
 
 def _task(cfg: DictConfig) -> None:
-    from acdc_exp.runs.export import export_from_config
+    from acdc_exp.runs.export import export_from_config  # lazy: --help and bad overrides answer before torch loads
 
     overrides = list(HydraConfig.get().overrides.task)
     report = guarded(PROG, lambda: export_from_config(cfg, overrides))

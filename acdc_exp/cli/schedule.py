@@ -1,22 +1,29 @@
-"""``acdc-schedule``: print, dump or plot the plan of any experiment without training.
+"""``acdc-schedule``: print, dump or plot the plan of any experiment without training. A Hydra
+app on configs/schedule.yaml (the training config plus ``schedule.*``):
 
-acdc-schedule experiment=resnet50_imagenet_acdc85_quant
-acdc-schedule experiment=... --json --steps-per-epoch 5005 > trace.json
-acdc-schedule recipe=recipes/x.yaml --plot schedule.png
+    acdc-schedule experiment=resnet50_imagenet_acdc85_quant
+    acdc-schedule experiment=... schedule.format=json schedule.steps_per_epoch=5005 > trace.json
+    acdc-schedule recipe=recipes/x.yaml schedule.plot=schedule.png
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import List
+from typing import List, Tuple
 
-from acdc_exp.cli.common import die, guarded
-from acdc_exp.config.compose import compose_config, finalize, hydra_error_line
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from acdc_exp.cli.common import die, guarded, hydra_command
+from acdc_exp.config.compose import finalize
+from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
 
 PROG = "acdc-schedule"
+FORMATS = ("table", "json")
+# the flags of the argparse version, and the overrides that replaced them
+OLD_FLAGS = {"--json": "schedule.format=json", "--steps-per-epoch": "schedule.steps_per_epoch=N", "--plot": "schedule.plot=PNG"}
 
 
 def format_table(plan: Plan) -> str:
@@ -36,42 +43,36 @@ def format_table(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for acdc-train")
-    parser.add_argument("--json", action="store_true", help="emit the per-step trace as JSON")
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=None,
-        help="optimizer steps per epoch (default: 1 for the table, required for --json)",
-    )
-    parser.add_argument("--plot", metavar="PNG", help="write a plot of lr, sparsity and phases")
-    args = parser.parse_args(argv)
-    if args.json and args.steps_per_epoch is None:
-        die(PROG, "--json needs --steps-per-epoch N (the trace is per optimizer step)")
-    if args.steps_per_epoch is not None and args.steps_per_epoch <= 0:
-        die(PROG, f"--steps-per-epoch={args.steps_per_epoch} must be > 0")
-    try:
-        cfg = compose_config(args.overrides)
-    except Exception as exc:
-        die(PROG, hydra_error_line(exc))
+def _task(cfg: DictConfig) -> None:
+    overrides = list(HydraConfig.get().overrides.task)
+    plan, out = guarded(PROG, lambda: _plan(cfg, overrides))
+    if out.plot:
+        from acdc_exp.loggers.plots import plot_schedule  # matplotlib only when a plot is asked for
 
-    def go():
-        c = finalize(cfg, args.overrides)
-        return Plan.from_config(c, args.steps_per_epoch or 1)
-
-    plan = guarded(PROG, go)
-    if args.plot:
-        from acdc_exp.loggers.plots import plot_schedule
-
-        plot_schedule(plan, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
-    if args.json:
+        plot_schedule(plan, out.plot)
+        print(f"wrote {out.plot}", file=sys.stderr)
+    if out.format == "json":
         json.dump({"steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs, "steps": plan.trace()}, sys.stdout)
         sys.stdout.write("\n")
-    elif not args.plot:
+    elif not out.plot:
         print(format_table(plan))
+
+
+def _plan(cfg: DictConfig, overrides: List[str]) -> Tuple[Plan, DictConfig]:
+    out = cfg.schedule
+    check_choice("schedule.format", out.format, FORMATS)
+    if out.format == "json" and out.steps_per_epoch is None:
+        raise ConfigError("schedule.format=json needs schedule.steps_per_epoch=N (the trace is per optimizer step)")
+    if out.steps_per_epoch is not None and out.steps_per_epoch <= 0:
+        raise ConfigError(f"schedule.steps_per_epoch={out.steps_per_epoch} must be > 0")
+    return Plan.from_config(finalize(cfg, overrides), out.steps_per_epoch or 1), out
+
+
+def main() -> None:
+    old = [a for a in sys.argv[1:] if a in OLD_FLAGS]
+    if old:
+        die(PROG, f"{old[0]} is now the override {OLD_FLAGS[old[0]]}")
+    hydra_command(PROG, "schedule", _task)
 
 
 if __name__ == "__main__":

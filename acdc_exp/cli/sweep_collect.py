@@ -21,7 +21,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     def go():
-        from acdc_exp.launch.collect import collect
+        from acdc_exp.launch.collect import collect  # lazy: --help and bad overrides answer before torch loads
 
         return collect(args.sweep_dir, args.out)
 

@@ -41,7 +41,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
 
 
 def _task(cfg: DictConfig) -> Dict[str, Any]:
-    from acdc_exp.runs.train import run_training
+    from acdc_exp.runs.train import run_training  # lazy: --help and bad overrides answer before torch loads
 
     def go():
         overrides = list(HydraConfig.get().overrides.task)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from acdc_exp.config.schema import register_configs
@@ -21,9 +23,6 @@ def config_dir() -> str:
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose like ``acdc-train`` would, without running (no ``hydra:`` resolvers available)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -32,10 +31,10 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
 
 def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> DictConfig:
     """Apply a SparseML recipe when ``recipe=`` is set, then validate ranges."""
-    from acdc_exp.config.validate import validate
+    from acdc_exp.config.validate import validate  # torch behind it: composing alone stays fast (CLI prechecks)
 
     if cfg.get("recipe"):
-        from acdc_exp.recipe import apply_recipe
+        from acdc_exp.recipe import apply_recipe  # torch behind it: composing alone stays fast (CLI prechecks)
 
         def compose_groups(options: Dict[str, str]) -> DictConfig:
             return compose_config([f"{group}={option}" for group, option in options.items()])

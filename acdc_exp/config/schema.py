@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
 
 from acdc_exp.config.groups import (
     VARIANTS,
@@ -59,6 +60,20 @@ class EvalConfig(TrainConfig):
 
 
 @dataclass
+class ScheduleOutputConfig:
+    format: str = MISSING  # table (per epoch) | json (per step)
+    steps_per_epoch: Optional[int] = MISSING  # null: 1 for the table; json needs it
+    plot: Optional[str] = MISSING  # a PNG path
+
+
+@dataclass
+class ScheduleConfig(TrainConfig):
+    """``acdc-schedule``: the train config and how to show its plan."""
+
+    schedule: ScheduleOutputConfig = field(default_factory=ScheduleOutputConfig)
+
+
+@dataclass
 class OnnxVersionsConfig:
     # null: the exporter's default (quantization/onnx_compat.py)
     opset_fp32: Optional[int] = None
@@ -92,7 +107,7 @@ class ExportConfig:
 
 
 # Each command's root schema, picked by its config's first default (``schema: train`` ...).
-SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "export": ExportConfig}
+SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "schedule": ScheduleConfig, "export": ExportConfig}
 
 
 def run_stamp(fmt: str) -> str:
@@ -108,9 +123,6 @@ def run_stamp(fmt: str) -> str:
 def register_configs() -> None:
     """Register the schemas so the configs can name them in their defaults lists (``schema:
     train``), and the ``run_stamp`` resolver the run dir uses."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
     if not OmegaConf.has_resolver("run_stamp"):
         OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True)
 

@@ -10,6 +10,8 @@ optimizer and quantization values read directly).
 
 from __future__ import annotations
 
+from omegaconf import DictConfig
+
 from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
 from acdc_exp.sparsity.masks import check_sparsity, parse_mask_type
@@ -18,7 +20,7 @@ from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_co
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def validate(cfg) -> None:
+def validate(cfg: DictConfig) -> None:
     t, o, d, s, q = cfg.trainer, cfg.optimizer, cfg.data, cfg.sparsity, cfg.quantization
     check_choice("trainer.device", t.device, DEVICES)
     if t.eval_every_epochs <= 0 or t.checkpoint_every_epochs <= 0:

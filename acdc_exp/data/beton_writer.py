@@ -84,7 +84,7 @@ def write_beton(
     The file appears atomically: FFCV writes ``.<name>.tmp-<pid>`` in the same folder, which is
     checked and then renamed, so a reader never sees a half-written .beton.
     """
-    from ffcv.fields import IntField, RGBImageField
+    from ffcv.fields import IntField, RGBImageField  # ffcv and numba take seconds to load
     from ffcv.writer import DatasetWriter
 
     if write_mode not in WRITE_MODES:

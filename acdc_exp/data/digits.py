@@ -44,7 +44,7 @@ def digits_files(cache_dir: str | os.PathLike) -> DigitsFiles:
 
 def digits_arrays() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(train images, train labels, val images, val labels)``; images uint8 (N, 32, 32)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: only to build the digits cache
     from sklearn.model_selection import train_test_split
 
     data = load_digits()
@@ -75,7 +75,7 @@ def _write_tree(dest: Path) -> None:
 
 
 def _complete(files: DigitsFiles) -> bool:
-    from acdc_exp.data.beton import check_beton
+    from acdc_exp.data.beton import check_beton  # ffcv and numba take seconds to load
 
     if not (files.train_beton.is_file() and files.val_beton.is_file()):
         return False
@@ -88,7 +88,7 @@ def _complete(files: DigitsFiles) -> bool:
 
 def ensure_digits(cache_dir: str | os.PathLike) -> DigitsFiles:
     """Build the digits tree and betons under ``cache_dir`` unless they are already there."""
-    from acdc_exp.data.beton_writer import write_beton
+    from acdc_exp.data.beton_writer import write_beton  # ffcv and numba take seconds to load
 
     files = digits_files(cache_dir)
     if _complete(files):

@@ -14,6 +14,7 @@ from typing import Iterator, List, Tuple
 
 import numba
 import torch
+from omegaconf import DictConfig
 
 from acdc_exp.data.augment import epoch_key
 from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
@@ -41,11 +42,19 @@ class FfcvSource:
     """The two FFCV loaders of a run; one train epoch may be iterated at a time."""
 
     def __init__(
-        self, cfg, train_path: Path, val_path: Path, *, device: torch.device, seed: int, distributed: bool, num_classes: int
+        self,
+        cfg: DictConfig,
+        train_path: Path,
+        val_path: Path,
+        *,
+        device: torch.device,
+        seed: int,
+        distributed: bool,
+        num_classes: int,
     ) -> None:
-        from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
+        from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder  # ffcv and numba take seconds to load
         from ffcv.loader import Loader, OrderOption
-        from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
+        from ffcv.transforms import ToDevice, ToTensor, ToTorchImage  # ffcv and numba take seconds to load
 
         samples = {}
         for split, path in (("train", train_path), ("val", val_path)):

@@ -15,6 +15,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -104,7 +105,7 @@ class FolderSource:
 
     def __init__(
         self,
-        cfg,
+        cfg: DictConfig,
         train_path: Path,
         val_path: Path,
         *,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 
 import torch
+from omegaconf import DictConfig
 
 from acdc_exp.data.settings import per_process_batch, resolution_for_epoch, resolve_num_workers, validate_data_config
 from acdc_exp.errors import DataError
@@ -32,7 +33,7 @@ class DataModule:
     time (starting a new one closes the previous iterator).
     """
 
-    def __init__(self, cfg, source: _Source, device: torch.device, world_size: int = 1) -> None:
+    def __init__(self, cfg: DictConfig, source: _Source, device: torch.device, world_size: int = 1) -> None:
         self.cfg = cfg  # batch sizes in it are per process (build_data splits the global ones)
         self.source = source
         self.device = device
@@ -116,7 +117,14 @@ def _resolve(path: Optional[str], what: str, name: str) -> Path:
 
 
 def build_data(
-    cfg, *, data_cache: str, device: torch.device, seed: int, rank: int = 0, world_size: int = 1, distributed: bool = False
+    cfg: DictConfig,
+    *,
+    data_cache: str,
+    device: torch.device,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    distributed: bool = False,
 ) -> DataModule:
     """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
     validate_data_config(cfg)
@@ -130,7 +138,7 @@ def build_data(
     device = torch.device(device)
     distributed = distributed or world_size > 1
     if cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None:
-        from acdc_exp.data.digits import ensure_digits
+        from acdc_exp.data.digits import ensure_digits  # scikit-learn behind it: only for data=digits
 
         files = ensure_digits(cfg.cache_dir or Path(os.path.expanduser(str(data_cache))) / "digits")
         if cfg.loader == "ffcv":
@@ -141,13 +149,13 @@ def build_data(
         train_path = _resolve(cfg.train_path, "train_path", cfg.name)
         val_path = _resolve(cfg.val_path, "val_path", cfg.name)
     if cfg.loader == "ffcv":
-        from acdc_exp.data.ffcv_loader import FfcvSource
+        from acdc_exp.data.ffcv_loader import FfcvSource  # ffcv and numba take seconds to load
 
         source: _Source = FfcvSource(
             cfg, train_path, val_path, device=device, seed=seed, distributed=distributed, num_classes=cfg.num_classes
         )
     else:
-        from acdc_exp.data.folder_loader import FolderSource
+        from acdc_exp.data.folder_loader import FolderSource  # torchvision behind it: only for loader=folder
 
         source = FolderSource(
             cfg,
@@ -168,7 +176,7 @@ def build_data(
     return DataModule(cfg, source, device, world_size)
 
 
-def _per_process(cfg, **values: int):
+def _per_process(cfg: DictConfig, **values: int):
     """A copy of ``cfg`` (DictConfig or DataConfig) with this process's batch sizes and worker
     count, the units the loaders take."""
     if dataclasses.is_dataclass(cfg):

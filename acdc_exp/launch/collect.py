@@ -108,10 +108,10 @@ def write_csv(rows: List[Row], path: Path) -> None:
 
 
 def plot(rows: List[Row], path: Path, title: str) -> Path:
-    import matplotlib
+    import matplotlib  # matplotlib only when a plot is asked for
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a plot is asked for
 
     fig, ax = plt.subplots(figsize=(7, 4))
     by_method: Dict[str, List[Row]] = {}

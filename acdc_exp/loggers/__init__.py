@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from omegaconf import DictConfig
+
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger, MultiLogger
 from acdc_exp.loggers.console import ConsoleLogger
@@ -13,7 +15,7 @@ KINDS = ("none", "console", "wandb")
 
 
 def build_logger(
-    cfg, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str], is_main: bool, overrides: List[str] = ()
+    cfg: DictConfig, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str], is_main: bool, overrides: List[str] = ()
 ) -> Logger:
     """``cfg`` is LoggerConfig. Only rank 0 logs; other ranks get a silent logger."""
     if cfg.kind not in KINDS:
@@ -23,7 +25,7 @@ def build_logger(
     console = ConsoleLogger()
     if cfg.kind == "console":
         return console
-    from acdc_exp.loggers.wandb_logger import WandbLogger
+    from acdc_exp.loggers.wandb_logger import WandbLogger  # wandb only for W&B runs
 
     return MultiLogger(console, WandbLogger(cfg, run_dir=run_dir, config=config, resume_id=resume_id, overrides=list(overrides)))
 

@@ -24,7 +24,7 @@ def shade_phases(ax, intervals: Iterable[Tuple[float, float, str]]) -> None:
 
 
 def plot_schedule(plan, path: str | Path) -> Path:
-    """lr and target sparsity per epoch over shaded phases (``acdc-schedule --plot``)."""
+    """lr and target sparsity per epoch over shaded phases (``acdc-schedule schedule.plot=PNG``)."""
     rows = plan.trace()
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(10, 4))

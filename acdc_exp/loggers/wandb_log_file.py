@@ -30,7 +30,7 @@ _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 
 
 def record_class() -> type:
-    from wandb.proto import wandb_internal_pb2
+    from wandb.proto import wandb_internal_pb2  # wandb only for W&B runs
 
     return wandb_internal_pb2.Record
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import wandb
+from omegaconf import DictConfig
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger
@@ -114,7 +115,13 @@ def _clean(value: Any) -> Any:
 
 class WandbLogger(Logger):
     def __init__(
-        self, cfg, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str] = None, overrides: Sequence[str] = ()
+        self,
+        cfg: DictConfig,
+        *,
+        run_dir: Path,
+        config: Dict[str, Any],
+        resume_id: Optional[str] = None,
+        overrides: Sequence[str] = (),
     ) -> None:
         mode = str(cfg.mode)
         if mode not in MODES:

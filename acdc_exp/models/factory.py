@@ -56,7 +56,7 @@ def _state_dict_from_file(path: str) -> dict:
 
 def _torchvision_weights(name: str, weights: str) -> dict:
     """A torchvision weights enum entry, only if it is already in the local torch hub cache."""
-    from torchvision.models import get_model_weights
+    from torchvision.models import get_model_weights  # torchvision's model zoo takes seconds to import
 
     enum = get_model_weights(name)
     try:

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from omegaconf import DictConfig
+
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at, weight_decay_at
 from acdc_exp.plan.sparsity_schedule import COMPRESSED, DENSE, SparsitySchedule, build_sparsity_schedule
@@ -27,7 +29,7 @@ class QATSchedule:
     freeze_bn_stats_epoch: float = math.inf
 
     @classmethod
-    def from_config(cls, cfg) -> "QATSchedule":
+    def from_config(cls, cfg: DictConfig) -> "QATSchedule":
         if not cfg.enabled:
             return cls()
         inf = math.inf
@@ -104,7 +106,7 @@ class Plan:
         self._regrowths = self.sparsity.regrowth_epochs()
 
     @classmethod
-    def from_config(cls, cfg, steps_per_epoch: int) -> "Plan":
+    def from_config(cls, cfg: DictConfig, steps_per_epoch: int) -> "Plan":
         """From the composed train config (``TrainConfig``)."""
         segs = [
             LRSegment(

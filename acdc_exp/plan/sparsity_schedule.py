@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from omegaconf import DictConfig
+
 from acdc_exp.errors import ConfigError
 
 DENSE = "dense"
@@ -178,7 +180,7 @@ class GMPSchedule(SparsitySchedule):
         return None  # GMP trains one model: the pre-pruning network is no trained dense member
 
 
-def build_sparsity_schedule(cfg) -> SparsitySchedule:
+def build_sparsity_schedule(cfg: DictConfig) -> SparsitySchedule:
     """From a ``SparsityConfig`` (Hydra node or dataclass)."""
     method = cfg.method
     if method not in METHODS:

@@ -17,7 +17,7 @@ def build_quantizer(cfg: DictConfig, model: nn.Module) -> "NoQuantization | QATC
     """A QAT controller for ``cfg`` (QuantizationConfig), or a no-op when disabled."""
     if not cfg.enabled:
         return NoQuantization()
-    from acdc_exp.quantization.qat import QATController
+    from acdc_exp.quantization.qat import QATController  # torch.ao.quantization only for QAT runs
 
     return QATController.from_config(cfg, model)
 

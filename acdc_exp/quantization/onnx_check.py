@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
 from acdc_exp.quantization.qconfig import quiet_ao
-
-if TYPE_CHECKING:
-    import onnxruntime as ort
 
 # agreement bounds with the PyTorch model the file was exported from:
 FP32_ATOL = 1e-4  # max |logit difference| <= FP32_ATOL * max(1, max |logit|)
@@ -26,9 +24,7 @@ INT8_RTOL = 0.1
 INT8_NOISE_FACTOR = 2.0
 
 
-def ort_session(path: Path, threads: int = 1, optimize: bool = True) -> "ort.InferenceSession":
-    import onnxruntime as ort
-
+def ort_session(path: Path, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

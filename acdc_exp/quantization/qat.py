@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.ao.quantization as tq
+from omegaconf import DictConfig
 from torch import nn
 
 from acdc_exp.errors import ConfigError
@@ -51,7 +52,7 @@ class QATController:
         self._applied: Optional[tuple] = None
 
     @classmethod
-    def from_config(cls, cfg, model: Optional[nn.Module] = None) -> "QATController":
+    def from_config(cls, cfg: DictConfig, model: Optional[nn.Module] = None) -> "QATController":
         """From QuantizationConfig. ``model`` is checked now, so a model QAT cannot handle
         fails at start-up rather than when QAT begins, late in the run."""
         ctrl = cls(

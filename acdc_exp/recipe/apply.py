@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -29,12 +31,10 @@ def resolve_recipe_path(path: str) -> Path:
     if p.is_absolute() or p.exists():
         return p
     try:
-        from hydra.utils import get_original_cwd
-
         alt = Path(get_original_cwd()) / p
         if alt.exists():
             return alt
-    except (ImportError, ValueError):  # not inside a Hydra app
+    except ValueError:  # not inside a Hydra app
         pass
     return p
 
@@ -46,8 +46,6 @@ def value_override_keys(cfg: DictConfig, cli_overrides: Sequence[str]) -> List[s
     string), ``hydra.*``, deletions, package renames, keys the config lacks (``experiment=...``)
     and ``recipe``/``recipe_args``.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         parsed = OverridesParser.create().parse_overrides(list(cli_overrides))
     except Exception as err:  # Hydra's OverrideParseException, raised only for bad syntax

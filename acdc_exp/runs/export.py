@@ -36,7 +36,7 @@ MEMBER_CHOICES = ("all", "dense", "final")
 
 def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """``run_export`` as configs/export.yaml (composed, with the command line's ``overrides``) asks."""
-    from acdc_exp.quantization.onnx_compat import OnnxVersions
+    from acdc_exp.quantization.onnx_compat import OnnxVersions  # the ONNX stack only when exporting (module docstring)
     from acdc_exp.speed.report import BenchSettings
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
@@ -102,6 +102,7 @@ def run_export(
 ) -> Dict[str, Any]:
     """Export and verify; returns the report (also written to <out>/export_report.json).
     ``versions``: an ``OnnxVersions``; ``benchmark``: ``BenchSettings`` to time the files."""
+    # the ONNX stack only when exporting (module docstring)
     from acdc_exp.quantization.export import FORMATS, export_member, format_table, warm_dynamo_exporter
     from acdc_exp.quantization.onnx_compat import OnnxVersions
 
@@ -163,6 +164,7 @@ def _benchmark(
     files: List["ExportedFile"], settings: "BenchSettings", *, res: int, out_dir: Path, run_dir: Path, config: Dict[str, Any]
 ) -> Dict[str, Any]:
     """Time the exported files (see the module docstring); W&B when the run logged there."""
+    # onnxruntime and wandb only when benchmarking
     from acdc_exp.speed.report import BenchFile, format_speed_table, speed_report
     from acdc_exp.speed.wandb_report import log_speed_report
 

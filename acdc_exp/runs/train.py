@@ -8,9 +8,10 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard
 from acdc_exp.loggers import build_logger
 from acdc_exp.plan import Plan
@@ -24,7 +25,7 @@ from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everyt
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
-def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     """Train as ``cfg`` says; ``overrides`` (the command line) name the W&B run."""
     tcfg = cfg.trainer
     if tcfg.num_threads:
@@ -37,9 +38,6 @@ def run_training(cfg, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
-
-    from acdc_exp.data import build_data
-
     data = build_data(
         cfg.data,
         data_cache=cfg.paths.data_cache,

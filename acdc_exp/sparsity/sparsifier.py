@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from acdc_exp.errors import ConfigError, check_choice
@@ -98,7 +99,7 @@ class Sparsifier:
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg) -> "Sparsifier":
+    def from_config(cls, model: nn.Module, cfg: DictConfig) -> "Sparsifier":
         return cls(
             model,
             params=list(cfg.params),

@@ -26,7 +26,7 @@ def summary_keys(report: Mapping[str, Any]) -> Dict[str, float]:
 
 def log_speed_report(report: Mapping[str, Any], *, run_dir: Path, run_id: str, logger_cfg: Mapping[str, Any]) -> Optional[str]:
     """Resume run ``run_id`` and log the report; returns the run's sync file (offline mode)."""
-    import wandb
+    import wandb  # wandb only for W&B runs
 
     mode = str(logger_cfg.get("mode") or "offline")
     run = wandb.init(

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from submitit.helpers import TorchDistributedEnvironment
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,6 @@ def init_distributed(device_kind: str) -> DistInfo:
     (hydra's submitit launcher) submitit's helper derives them from the job environment.
     """
     if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        from submitit.helpers import TorchDistributedEnvironment
-
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

@@ -8,7 +8,7 @@ from typing import List
 import numpy as np
 import torch
 from hydra.utils import get_class
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from acdc_exp.errors import ConfigError
@@ -28,7 +28,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     """``cfg`` is OptimizerConfig. BN and bias parameters go to a no-decay group on request;
     the group's ``decay`` flag tells the trainer whether the plan's weight decay applies."""
     decay: List[nn.Parameter] = []

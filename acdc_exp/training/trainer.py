@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
@@ -40,7 +40,7 @@ class Trainer:
     def __init__(
         self,
         *,
-        cfg,
+        cfg: DictConfig,
         model: nn.Module,
         data,
         optimizer: torch.optim.Optimizer,
