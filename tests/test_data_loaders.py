@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -116,6 +117,26 @@ def test_limits_cut_epochs(synth, tmp_path):
         assert len(list(dm.val_batches())) == 1
         # a cut epoch does not disturb the next one
         assert len(list(dm.train_batches(1))) == 2
+
+
+def _producers() -> list:
+    return [t for t in threading.enumerate() if type(t).__name__ == "EpochIterator" and t.is_alive()]
+
+
+def test_no_ffcv_producer_thread_outlives_its_epoch(modules):
+    """Stopping an epoch early stops FFCV's thread at once (a thread left running native code
+    at interpreter exit can abort the process), whether it was still decoding or had reached
+    the end of the epoch and was waiting to queue its end marker."""
+    dm = modules["ffcv"]
+    for take in (1, dm.val_steps()):  # cut short; every batch taken but the end not yet seen
+        batches = iter(dm.val_batches())
+        for _ in range(take):
+            next(batches)
+        batches.close()
+        assert _producers() == [], take
+    next(iter(dm.train_batches(0)))
+    dm.close()
+    assert _producers() == []
 
 
 def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
