@@ -11,19 +11,22 @@ matplotlib.use("Agg")  # files only; compute nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from acdc_exp.plan import Plan
     from acdc_exp.sparsity.sparsifier import MaskUpdate
 
 PHASE_COLOURS = {"dense": "#dbeafe", "compressed": "#fde2e2", "qat": "#e9d5ff"}
 
 
-def shade_phases(ax, intervals: Iterable[Tuple[float, float, str]]) -> None:
+def shade_phases(ax: Axes, intervals: Iterable[Tuple[float, float, str]]) -> None:
     seen = set()
     for start, end, name in intervals:
         ax.axvspan(start, end, color=PHASE_COLOURS.get(name, "#eeeeee"), alpha=0.7, lw=0, label=None if name in seen else name)
         seen.add(name)
 
 
-def plot_schedule(plan, path: str | Path) -> Path:
+def plot_schedule(plan: Plan, path: str | Path) -> Path:
     """lr and target sparsity per epoch over shaded phases (``acdc-schedule schedule.plot=PNG``)."""
     rows = plan.trace()
     epochs = [r["epoch"] for r in rows]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 from torch import nn
 
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.metrics import evaluate
+
+if TYPE_CHECKING:
+    from acdc_exp.quantization.base import NoQuantization
+    from acdc_exp.quantization.qat import QATController
 
 SATURATION_WARNING = (
     "[int8] warning: this CPU has no VNNI/AMX and quantization.reduce_range=false: its int8 "
@@ -18,7 +22,7 @@ SATURATION_WARNING = (
 
 
 def int8_member(
-    quantizer,
+    quantizer: NoQuantization | QATController,
     model: nn.Module,
     batches: Iterable,
     prepare: Callable[[torch.Tensor], torch.Tensor],
