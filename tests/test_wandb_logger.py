@@ -228,6 +228,15 @@ def test_resume_keeps_run_id_and_name_and_merges_segments(tmp_path: Path):
     assert run.exit_codes == [0, 0]
 
 
+def test_a_sweeps_runs_share_a_group(tmp_path: Path):
+    """group: null in a sweep gives <experiment>-sweep-<sweep_name>; outside one, no group."""
+    for sweep, group in (("sparsity", "demo-sweep-sparsity"), (None, "")):  # "": the record has no group
+        run_dir = tmp_path / str(sweep)
+        lg = WandbLogger(logger_cfg(), run_dir=run_dir, config={"experiment_name": "demo", "sweep_name": sweep})
+        lg.finish()
+        assert read_run(run_dir).group == group, sweep
+
+
 def test_disabled_mode_writes_no_run_files(tmp_path: Path):
     lg = WandbLogger(logger_cfg(mode="disabled"), run_dir=tmp_path, config={})
     lg.log_step(step_metrics(1, 0), 1)
