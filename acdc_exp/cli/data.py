@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "write":
-        from acdc_exp.data.beton_writer import write_beton  # lazy: --help and bad overrides answer before torch loads
+        from acdc_exp.data.beton_writer import write_beton  # lazy: --help and bad arguments answer before torch loads
 
         for split in ("train", "val"):
             out = write_beton(
@@ -67,14 +67,14 @@ def _run(args: argparse.Namespace) -> None:
             )
             print(f"wrote {out}")
     elif args.command == "digits":
-        from acdc_exp.data.beton import check_beton  # lazy: --help and bad overrides answer before torch loads
+        from acdc_exp.data.beton import check_beton  # lazy: --help and bad arguments answer before torch loads
         from acdc_exp.data.digits import ensure_digits
 
         files = ensure_digits(args.out)
         for path in (files.train_beton, files.val_beton):
             print(f"{path}: {check_beton(path).num_samples} images")
     else:
-        from acdc_exp.data.synthetic import make_image_tree  # lazy: --help and bad overrides answer before torch loads
+        from acdc_exp.data.synthetic import make_image_tree  # lazy: --help and bad arguments answer before torch loads
 
         out = make_image_tree(
             args.out,

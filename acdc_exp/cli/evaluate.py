@@ -9,9 +9,8 @@ A Hydra app on configs/eval.yaml (the training config plus ``checkpoint`` and ``
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from acdc_exp.cli.common import guarded, hydra_command
@@ -32,10 +31,9 @@ def format_result(r: Dict[str, Any]) -> str:
     )
 
 
-def _task(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig, overrides: List[str]) -> None:
     from acdc_exp.runs.evaluate import evaluate_member  # lazy: --help and bad overrides answer before torch loads
 
-    overrides = list(HydraConfig.get().overrides.task)
     print(format_result(guarded(PROG, lambda: evaluate_member(cfg, overrides))))
 
 

@@ -8,23 +8,21 @@ the speed report. A Hydra app on configs/export.yaml (``acdc-export --help``):
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import List
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from acdc_exp.cli.common import die, guarded, hydra_command
 
 PROG = "acdc-export"
 # the flag of the key=value parser this command had before it ran on Hydra
-OLD_BENCHMARK_FLAG = "--benchmark"
+RENAMED_FLAGS = {"--benchmark": "benchmark.enabled=true"}
 
 
-def _task(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig, overrides: List[str]) -> None:
     from acdc_exp.runs.export import export_from_config  # lazy: --help and bad overrides answer before torch loads
 
-    overrides = list(HydraConfig.get().overrides.task)
     report = guarded(PROG, lambda: export_from_config(cfg, overrides))
     print(report["table"])
     print(f"report: {Path(report['out_dir']) / 'export_report.json'}")
@@ -38,9 +36,7 @@ def _task(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    if OLD_BENCHMARK_FLAG in sys.argv[1:]:
-        die(PROG, f"{OLD_BENCHMARK_FLAG} is now the override benchmark.enabled=true")
-    hydra_command(PROG, "export", _task)
+    hydra_command(PROG, "export", _task, RENAMED_FLAGS)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _convert(ns: argparse.Namespace) -> str:
-    from acdc_exp.recipe import experiment_yaml, load_recipe  # lazy: --help and bad overrides answer before torch loads
+    from acdc_exp.recipe import experiment_yaml, load_recipe  # lazy: --help and bad arguments answer before torch loads
     from acdc_exp.recipe.convert import recipe_config
-    from acdc_exp.recipe.variables import parse_recipe_args  # lazy: --help and bad overrides answer before torch loads
+    from acdc_exp.recipe.variables import parse_recipe_args
 
     name = ns.name or Path(ns.recipe).stem
     if not _NAME_RE.match(name):
@@ -64,7 +64,7 @@ def _convert(ns: argparse.Namespace) -> str:
 
 
 def _show(ns: argparse.Namespace) -> str:
-    from acdc_exp.recipe import load_recipe  # lazy: --help and bad overrides answer before torch loads
+    from acdc_exp.recipe import load_recipe  # lazy: --help and bad arguments answer before torch loads
 
     recipe = load_recipe(ns.recipe, ns.args)
     return yaml.safe_dump(recipe.variables, sort_keys=False, default_flow_style=False)

@@ -12,10 +12,9 @@ import json
 import sys
 from typing import List, Tuple
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from acdc_exp.cli.common import die, guarded, hydra_command
+from acdc_exp.cli.common import guarded, hydra_command
 from acdc_exp.config.compose import finalize
 from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
@@ -23,7 +22,11 @@ from acdc_exp.plan import Plan
 PROG = "acdc-schedule"
 FORMATS = ("table", "json")
 # the flags of the argparse version, and the overrides that replaced them
-OLD_FLAGS = {"--json": "schedule.format=json", "--steps-per-epoch": "schedule.steps_per_epoch=N", "--plot": "schedule.plot=PNG"}
+RENAMED_FLAGS = {
+    "--json": "schedule.format=json",
+    "--steps-per-epoch": "schedule.steps_per_epoch=N",
+    "--plot": "schedule.plot=PNG",
+}
 
 
 def format_table(plan: Plan) -> str:
@@ -43,8 +46,7 @@ def format_table(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def _task(cfg: DictConfig) -> None:
-    overrides = list(HydraConfig.get().overrides.task)
+def _task(cfg: DictConfig, overrides: List[str]) -> None:
     plan, out = guarded(PROG, lambda: _plan(cfg, overrides))
     if out.plot:
         from acdc_exp.loggers.plots import plot_schedule  # matplotlib only when a plot is asked for
@@ -69,10 +71,7 @@ def _plan(cfg: DictConfig, overrides: List[str]) -> Tuple[Plan, DictConfig]:
 
 
 def main() -> None:
-    old = [a for a in sys.argv[1:] if a in OLD_FLAGS]
-    if old:
-        die(PROG, f"{old[0]} is now the override {OLD_FLAGS[old[0]]}")
-    hydra_command(PROG, "schedule", _task)
+    hydra_command(PROG, "schedule", _task, RENAMED_FLAGS)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from acdc_exp.cli.common import guarded
+from acdc_exp.launch.collect import collect
 
 PROG = "acdc-sweep-collect"
 
@@ -20,12 +21,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    def go():
-        from acdc_exp.launch.collect import collect  # lazy: --help and bad overrides answer before torch loads
-
-        return collect(args.sweep_dir, args.out)
-
-    table, csv_path, png = guarded(PROG, go)
+    table, csv_path, png = guarded(PROG, lambda: collect(args.sweep_dir, args.out))
     print(table)
     print(f"\nwrote {csv_path} and {png}")
 

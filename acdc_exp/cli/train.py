@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -40,11 +40,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _task(cfg: DictConfig) -> Dict[str, Any]:
+def _task(cfg: DictConfig, overrides: List[str]) -> Dict[str, Any]:
     from acdc_exp.runs.train import run_training  # lazy: --help and bad overrides answer before torch loads
 
     def go():
-        overrides = list(HydraConfig.get().overrides.task)
         cfg_final = finalize(cfg, overrides)
         with open_dict(cfg_final):
             cfg_final.paths.run_dir = HydraConfig.get().runtime.output_dir

@@ -11,6 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from acdc_exp.config.schema import register_configs
+from acdc_exp.errors import AcdcError, ConfigError
 
 
 def config_dir() -> str:
@@ -22,11 +23,17 @@ def config_dir() -> str:
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose like ``acdc-train`` would, without running (no ``hydra:`` resolvers available)."""
+    """Compose like ``acdc-train`` would, without running (no ``hydra:`` resolvers available).
+    A bad override is a ConfigError whose message is one line (``hydra_error_line``)."""
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    except AcdcError:
+        raise
+    except Exception as exc:  # Hydra and OmegaConf composition errors
+        raise ConfigError(hydra_error_line(exc)) from None
 
 
 def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> DictConfig:

@@ -76,9 +76,9 @@ class ScheduleConfig(TrainConfig):
 @dataclass
 class OnnxVersionsConfig:
     # null: the exporter's default (quantization/onnx_compat.py)
-    opset_fp32: Optional[int] = None
-    opset_int8: Optional[int] = None
-    ir_version: Optional[int] = None
+    opset_fp32: Optional[int] = MISSING
+    opset_int8: Optional[int] = MISSING
+    ir_version: Optional[int] = MISSING
 
 
 @dataclass
@@ -98,7 +98,7 @@ class ExportConfig:
     checkpoint: str = MISSING
     member: str = MISSING  # all | dense | final
     format: str = MISSING  # qdq | qoperator
-    out: Optional[str] = None  # null: <run>/export
+    out: Optional[str] = MISSING  # null: <run>/export
     inputs: str = MISSING  # random | val
     batch: int = MISSING
     seed: int = MISSING

@@ -81,8 +81,7 @@ class DataModule:
                 close()
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
-        if self._active is not None:
-            self._active.close()
+        self.close()
         self._active = self._own(self.source.train_epoch(epoch, self.resolution(epoch)), self.cfg.limit_train_batches)
         return self._active
 

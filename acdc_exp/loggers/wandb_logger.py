@@ -42,7 +42,6 @@ NOISY_KEYS = (
     "hydra",
     "experiment",
     "experiment_name",
-    "checkpoint",
     "trainer.progress",
     "trainer.resume",
     "trainer.num_threads",

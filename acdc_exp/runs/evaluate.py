@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from acdc_exp.config.compose import compose_config, hydra_error_line
+from acdc_exp.config.compose import compose_config
 from acdc_exp.data import build_data
-from acdc_exp.errors import AcdcError, ConfigError, check_choice
+from acdc_exp.errors import ConfigError
 from acdc_exp.quantization.float_view import is_prepared
-from acdc_exp.runs.members import MEMBERS, is_int8_state, load_member, member_path
+from acdc_exp.runs.members import is_int8_state, load_member, member_path
 from acdc_exp.training.metrics import evaluate
 from acdc_exp.training.setup import resolve_device
 
@@ -42,7 +42,7 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
     composed with ``overrides``) whose data config is the run's own (from the checkpoint) with
     the ``data.*`` overrides on top, unless ``data=NAME`` names another group."""
     if cfg is None:
-        cfg = _compose(list(overrides), "train")
+        cfg = compose_config(list(overrides))
     if not _group_override(overrides) and "data" in saved:
         fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
         with open_dict(cfg):
@@ -50,19 +50,10 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
     return cfg
 
 
-def _compose(overrides: List[str], config_name: str) -> DictConfig:
-    try:
-        return compose_config(overrides, config_name=config_name)
-    except AcdcError:
-        raise
-    except Exception as exc:  # Hydra composition errors, condensed to one line
-        raise ConfigError(hydra_error_line(exc)) from None
-
-
 def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     """``acdc-eval checkpoint=... member=... <overrides>`` in-process."""
     overrides = list(overrides or [])
-    cfg = _compose([*overrides, f"checkpoint={checkpoint}", f"member={member}"], "eval")
+    cfg = compose_config([*overrides, f"checkpoint={checkpoint}", f"member={member}"], config_name="eval")
     return evaluate_member(cfg, overrides)
 
 
@@ -73,7 +64,6 @@ def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ConfigError("checkpoint= is required (a run dir or a .pt file)")
     checkpoint, member = str(cfg.checkpoint), str(cfg.member)
-    check_choice("member", member, MEMBERS)
     path = member_path(checkpoint, member)
     model, state, saved = load_member(str(path), member)
     cfg = compose_for_member(overrides, saved, cfg)

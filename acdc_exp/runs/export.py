@@ -53,25 +53,17 @@ def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> Dict[s
         batch_repeats=bench.batch_repeats,
         deepsparse=bench.deepsparse,
     )
-    if bench.enabled:
-        settings.check("benchmark.")  # named as on the command line, before minutes of export
     return run_export(
         str(cfg.checkpoint),
         member=str(cfg.member),
         fmt=str(cfg.format),
         out=cfg.out,
-        batch=_positive("batch", cfg.batch),
+        batch=int(cfg.batch),
         seed=int(cfg.seed),
         inputs=str(cfg.inputs),
         versions=OnnxVersions(**OmegaConf.to_container(cfg.onnx)),
         benchmark=settings if bench.enabled else None,
     )
-
-
-def _positive(name: str, value: int) -> int:
-    if int(value) < 1:
-        raise ConfigError(f"{name}={value} must be a positive integer")
-    return int(value)
 
 
 def val_images(config: Dict[str, Any], n: int) -> torch.Tensor:
@@ -106,13 +98,15 @@ def run_export(
     from acdc_exp.quantization.export import FORMATS, export_member, format_table, warm_dynamo_exporter
     from acdc_exp.quantization.onnx_compat import OnnxVersions
 
+    # bad settings fail before minutes of export, named as configs/export.yaml names them
     versions = (versions or OnnxVersions()).check()
     if benchmark is not None:
-        benchmark.check()  # bad settings fail before minutes of export
-
+        benchmark.check("benchmark.")
     check_choice("member", member, MEMBER_CHOICES)
     check_choice("format", fmt, FORMATS)
     check_choice("inputs", inputs, INPUT_CHOICES)
+    if batch < 1:
+        raise ConfigError(f"batch={batch} must be a positive integer")
     src = Path(checkpoint)
     if src.is_file():
         targets = {src.stem if src.stem in ("dense", "final") else "final": str(src)}
@@ -137,11 +131,13 @@ def run_export(
     files = []
     config: Dict[str, Any] = {}
     res = 224
+    images = None  # inputs=val: the run's images, read once for every member (one run, one data config)
     for name, path in targets.items():
-        model, _, config = load_member(path, "final" if name == "final" else name)
+        model, _, config = load_member(path, name)
         res = int(config.get("data", {}).get("val_res", 224))
         backend = str(config.get("quantization", {}).get("backend", "x86"))
-        images = val_images(config, batch) if inputs == "val" else None
+        if inputs == "val" and images is None:
+            images = val_images(config, batch)
         files += export_member(
             model, name, out_dir, res=res, fmt=fmt, backend=backend, batch=batch, seed=seed, inputs=images, versions=versions
         )

@@ -14,7 +14,7 @@ from typing import Any, Dict, Tuple
 from omegaconf import OmegaConf
 from torch import nn
 
-from acdc_exp.errors import CheckpointError, ConfigError
+from acdc_exp.errors import CheckpointError, check_choice
 from acdc_exp.models import build_model
 from acdc_exp.quantization.qat import QATController, convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
@@ -26,8 +26,7 @@ _FILES = ckpt.MEMBER_FILES
 
 def member_path(checkpoint: str, member: str = "final") -> Path:
     """The file for ``member`` of a run dir, or ``checkpoint`` itself when it is a file."""
-    if member not in MEMBERS:
-        raise ConfigError(f"member={member!r} is unknown; allowed: {', '.join(MEMBERS)}")
+    check_choice("member", member, MEMBERS)
     path = Path(checkpoint)
     if path.is_file():
         return path

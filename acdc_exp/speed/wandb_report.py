@@ -25,17 +25,18 @@ def summary_keys(report: Mapping[str, Any]) -> Dict[str, float]:
 
 
 def log_speed_report(report: Mapping[str, Any], *, run_dir: Path, run_id: str, logger_cfg: Mapping[str, Any]) -> Optional[str]:
-    """Resume run ``run_id`` and log the report; returns the run's sync file (offline mode)."""
+    """Resume run ``run_id`` and log the report; returns the run's sync file (offline mode).
+    ``logger_cfg``: the run's saved W&B logger config (configs/logger/wandb.yaml, resolved)."""
     import wandb  # wandb only for W&B runs
 
-    mode = str(logger_cfg.get("mode") or "offline")
+    mode = str(logger_cfg["mode"])
     run = wandb.init(
         id=run_id,
         resume="allow",
         mode=mode,
         dir=str(run_dir),
-        project=logger_cfg.get("project") or "acdc-exp",
-        entity=logger_cfg.get("entity"),
+        project=logger_cfg["project"],
+        entity=logger_cfg["entity"],
         reinit="create_new",
         settings=wandb.Settings(quiet=True),
     )
