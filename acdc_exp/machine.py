@@ -22,6 +22,11 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_b
 # u8 x s8 dot products accumulate in int32 only with these; without them (AVX2's vpmaddubsw)
 # pairs of products saturate at int16 in fbgemm, oneDNN and onnxruntime's kernels
 INT8_DOT_FLAGS = ("avx512_vnni", "amx_int8")
+# Kernel ISA overrides (tests use them to compute like a CPU without VNNI on one with it):
+# fbgemm's FBGEMM_ENABLE_INSTRUCTIONS values without VNNI (AVX512_E1* are with it), and the
+# ONEDNN_MAX_CPU_ISA caps that include VNNI (AVX512_CORE_VNNI/_BF16/_FP16/_AMX..., AVX10_*)
+FBGEMM_NO_DOT_ISAS = ("AVX2", "AVX512", "AVX512_256")
+ONEDNN_DOT_ISA_PREFIXES = ("AVX512_CORE", "AVX10")
 
 
 def _cpuinfo_field(field: str) -> str:
@@ -44,9 +49,57 @@ def cpu_flags() -> List[str]:
     return [f for f in ISA_FLAGS if f in have]
 
 
-def has_int8_dot_product() -> bool:
-    """True when int8 GEMM/conv kernels accumulate u8 x s8 products without int16 saturation."""
+def cpu_has_int8_dot_product() -> bool:
+    """True when the CPU itself has u8 x s8 dot products with int32 sums (VNNI/AMX)."""
     return any(f in cpu_flags() for f in INT8_DOT_FLAGS)
+
+
+def _env_isa(names: Sequence[str]) -> str:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.upper()
+    return ""
+
+
+def fbgemm_uses_int8_dot_product() -> bool:
+    """fbgemm's int8 kernels on this machine: the CPU's ISA unless FBGEMM_ENABLE_INSTRUCTIONS
+    forces a lower one (read by fbgemm, case-insensitively; an unknown value is ignored)."""
+    forced = _env_isa(["FBGEMM_ENABLE_INSTRUCTIONS"])
+    if forced in FBGEMM_NO_DOT_ISAS:
+        return False
+    return cpu_has_int8_dot_product()
+
+
+def onednn_uses_int8_dot_product() -> bool:
+    """oneDNN's int8 kernels on this machine: the CPU's ISA capped by ONEDNN_MAX_CPU_ISA (or
+    its old name DNNL_MAX_CPU_ISA). A cap oneDNN names below AVX512_CORE_VNNI, or one this
+    list does not know, counts as no dot product: wrongly so only costs a slower exact engine."""
+    cap = _env_isa(["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])
+    if cap and cap not in ("ALL", "DEFAULT") and not (cap.startswith(ONEDNN_DOT_ISA_PREFIXES) and cap != "AVX512_CORE"):
+        return False
+    return cpu_has_int8_dot_product()
+
+
+def int8_engine_exact(engine: str) -> bool:
+    """Whether torch's quantized ``engine`` sums u8 x s8 products in int32 on this machine, as
+    its kernels will run here (CPU flags and the kernel libraries' ISA overrides). qnnpack
+    always widens to int32; x86 runs convs on oneDNN or fbgemm and linears on fbgemm."""
+    if engine == "qnnpack":
+        return True
+    if engine == "fbgemm":
+        return fbgemm_uses_int8_dot_product()
+    if engine == "onednn":
+        return onednn_uses_int8_dot_product()
+    if engine == "x86":
+        return fbgemm_uses_int8_dot_product() and onednn_uses_int8_dot_product()
+    return False
+
+
+def has_int8_dot_product() -> bool:
+    """True when this process's int8 GEMM/conv kernels (fbgemm and oneDNN, as torch's x86
+    engine uses them) accumulate u8 x s8 products without int16 saturation."""
+    return int8_engine_exact("x86")
 
 
 def affinity_cpus() -> int:

@@ -158,6 +158,8 @@ def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
     assert one.loading() == {
         "global_batch_size": 4,
         "batch_size_per_process": 4,
+        "global_val_batch_size": 4,
+        "val_batch_size_per_process": 4,
         "world_size": 1,
         "steps_per_epoch": one.steps_per_epoch(),
         "num_workers": 0,
@@ -166,6 +168,8 @@ def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
         assert dm.loading() == {
             "global_batch_size": 4,
             "batch_size_per_process": 2,
+            "global_val_batch_size": 4,
+            "val_batch_size_per_process": 2,
             "world_size": 2,
             "steps_per_epoch": one.steps_per_epoch(),
             "num_workers": 0,
@@ -183,9 +187,21 @@ def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
     assert str(exc.value) == (
         "data.batch_size=5 is the global batch and does not split evenly over 2 processes; allowed: a multiple of 2"
     )
-    with pytest.raises(DataError, match="data.val_batch_size=5 is the global batch"):
-        build_data(
+    # evaluation sums counts over exact shards: an odd global val batch splits 3 + 2
+    for rank, share in ((0, 3), (1, 2)):
+        dm = build_data(
             data_config("folder", synth, batch_size=4, val_batch_size=5),
+            data_cache=str(tmp_path),
+            device=CPU,
+            seed=0,
+            rank=rank,
+            world_size=2,
+        )
+        assert (dm.loading()["global_val_batch_size"], dm.loading()["val_batch_size_per_process"]) == (5, share)
+        assert len(next(iter(dm.val_batches()))[1]) == share
+    with pytest.raises(DataError, match="data.val_batch_size=1 is the global batch and is smaller than the 2 processes"):
+        build_data(
+            data_config("folder", synth, batch_size=4, val_batch_size=1),
             data_cache=str(tmp_path),
             device=CPU,
             seed=0,

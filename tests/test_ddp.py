@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 
-from conftest import ACDC_SHORT, REPO, cli, small_overrides, train
+from conftest import ACDC_SHORT, REPO, cli, load_state, small_overrides, train
+
+from acdc_exp.runs.evaluate import evaluate_checkpoint
 
 COMMON = [*ACDC_SHORT, "trainer.device=cpu", "trainer.resume=never"]
 
@@ -28,6 +30,8 @@ def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
             *small_overrides(runs_root),
             *COMMON,
             "data.batch_size=64",
+            "data.val_batch_size=255",  # odd: the ranks evaluate 128 and 127 images per batch
+            "trainer.sync_batchnorm=true",  # BN statistics over the global batch, as one process has them
         ],
         capture_output=True,
         text=True,
@@ -44,11 +48,19 @@ def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
     assert (summary["global_batch_size"], summary["batch_size_per_process"]) == (64, 32)
     assert (single["global_batch_size"], single["batch_size_per_process"]) == (64, 64)
     assert summary["steps_per_epoch"] == single["steps_per_epoch"]
+    assert (summary["global_val_batch_size"], summary["val_batch_size_per_process"]) == (255, 128)
     assert summary["ranks_identical"] is True  # bit-identical weights and masks on both ranks
+    assert summary["sync_batchnorm"] is True and single["sync_batchnorm"] is False  # no effect on one process
     assert summary["steps"] == single["steps"]  # same global batch -> same number of steps
     assert abs(summary["sparsity_pruned_layers"] - single["sparsity_pruned_layers"]) < 1e-3
-    # BN statistics are per rank and the sample order differs, so results agree within tolerance
+    # the sample order differs, so results agree within tolerance
     assert summary["final_top1"] > 80.0 and single["final_top1"] > 80.0
     assert abs(summary["final_top1"] - single["final_top1"]) < 6.0
     # only rank 0 writes checkpoints: exactly one set
     assert sorted(p.name for p in (ddp_dir / "checkpoints").glob("*.pt")) == ["dense.pt", "final.pt", "last.pt"]
+    # the uneven val shares count every image once: one process evaluating the saved final
+    # member over the whole set (batches of 255) finds the same top-1
+    alone = evaluate_checkpoint(str(ddp_dir), "final", ["trainer.device=cpu", "trainer.num_threads=1"])
+    sharded = load_state(ddp_dir / "checkpoints" / "final.pt")["metrics"]
+    assert alone["samples"] == sharded["samples"]
+    assert alone["top1"] == sharded["top1"] == summary["final_top1"]

@@ -91,6 +91,8 @@ def test_reference_job_on_two_processes(uninterrupted):
     s = json.loads((run / "summary.json").read_text())
     assert (s["world_size"], s["global_batch_size"], s["batch_size_per_process"]) == (2, 8, 4)
     assert s["steps"] == 28 and s["final_phase"] == "qat" and s["ranks_identical"] is True
+    # 4 images per process: SyncBatchNorm by default, through QAT fusion, int8 and export
+    assert s["sync_batchnorm"] is True and s["qat_amp_dtype"] == "off"
     assert abs(s["sparsity_pruned_layers"] - 0.85) < 0.005
     assert s["onnx"]["all_ok"] is True
     # every validation image counted once, in the float and in the int8 evaluation

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, List
 
 from hydra.core.hydra_config import HydraConfig
@@ -10,6 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 from acdc_exp.cli.common import guarded, hydra_command
 from acdc_exp.config.compose import finalize
+from acdc_exp.config.schema import torchrun_run_id
 
 PROG = "acdc-train"
 
@@ -55,6 +57,8 @@ def _task(cfg: DictConfig, overrides: List[str]) -> Dict[str, Any]:
 
 
 def main() -> None:
+    if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
+        guarded(PROG, torchrun_run_id)  # the run dir's name comes from it: refuse torchrun's shared default
     hydra_command(PROG, "train", _task)
 
 

@@ -85,6 +85,9 @@ class OptimizerConfig:
     weight_decay: float = MISSING
     # False follows common practice of not decaying BN and bias parameters
     decay_bn_and_bias: bool = MISSING
+    # one fused kernel per step; null = fused on CUDA (fp16's GradScaler then checks for
+    # inf/nan gradients on the device, with no host sync per step), foreach elsewhere
+    fused: Optional[bool] = MISSING
 
 
 @dataclass
@@ -233,6 +236,7 @@ class TrainerConfig:
     # auto: continue from <run_dir>/checkpoints/last.pt when it exists (SLURM requeue);
     # never: always start fresh; or a path to a checkpoint file or run dir
     resume: str = MISSING
+    resume_force: bool = MISSING  # resume even when the checkpoint's run fingerprint differs
     progress: bool = MISSING
     num_threads: Optional[int] = MISSING  # torch intra-op threads; null = leave torch's default
     deterministic: bool = MISSING
@@ -242,6 +246,8 @@ class TrainerConfig:
     # torch.compile the forward pass (after DDP wrapping); recompiled when QAT swaps modules
     compile: bool = MISSING
     compile_mode: Optional[str] = MISSING  # torch.compile's mode: null | default | reduce-overhead | max-autotune
+    # SyncBatchNorm under DDP: auto (on below 32 images per process) | true | false
+    sync_batchnorm: str = MISSING
     # recompute BatchNorm statistics from the last N training batches before each evaluation
     # (0 = off; training/bn_recalibration.py)
     bn_recalibration_batches: int = MISSING

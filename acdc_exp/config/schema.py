@@ -28,6 +28,7 @@ from acdc_exp.config.groups import (
     SparsityConfig,
     TrainerConfig,
 )
+from acdc_exp.errors import ConfigError
 
 
 @dataclass
@@ -110,12 +111,31 @@ class ExportConfig:
 SCHEMAS = {"train": TrainConfig, "eval": EvalConfig, "schedule": ScheduleConfig, "export": ExportConfig}
 
 
+# torchrun's rendezvous id when --rdzv-id is not given (and not --standalone, which draws one)
+TORCHRUN_DEFAULT_ID = "none"
+
+
+def torchrun_run_id() -> Optional[str]:
+    """torchrun's rendezvous id when this process is one of several ranks, else None.
+    ConfigError for torchrun's default id: every launch without ``--rdzv-id`` shares it, so
+    their run dirs would be one and ``resume=auto`` would continue another run's state."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not run_id or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if run_id == TORCHRUN_DEFAULT_ID:
+        raise ConfigError(
+            f"torchrun gave no rendezvous id (TORCHELASTIC_RUN_ID={run_id}); allowed: torchrun --rdzv-id=<a name unique "
+            "to this run> (the same one to resume it), --standalone on one node, or hydra.run.dir=<the run dir>"
+        )
+    return run_id
+
+
 def run_stamp(fmt: str) -> str:
     """The leaf of a run dir: the local time as ``fmt``, or under torchrun (several ranks, each
     composing its own config a moment apart) ``torchrun_<rendezvous id>``, which every rank of
     the job shares and a restart with the same ``--rdzv-id`` finds again (resume)."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
-    if run_id and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    run_id = torchrun_run_id()
+    if run_id:
         return f"torchrun_{run_id}"
     return datetime.now().strftime(fmt)
 

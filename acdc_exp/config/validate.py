@@ -16,6 +16,7 @@ from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
 from acdc_exp.sparsity.masks import check_sparsity, parse_mask_type
 from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_count
+from acdc_exp.training.sync_bn import sync_batchnorm_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -23,6 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 def validate(cfg: DictConfig) -> None:
     t, o, d, s, q = cfg.trainer, cfg.optimizer, cfg.data, cfg.sparsity, cfg.quantization
     check_choice("trainer.device", t.device, DEVICES)
+    sync_batchnorm_choice(t.sync_batchnorm)
     if t.eval_every_epochs <= 0 or t.checkpoint_every_epochs <= 0:
         raise ConfigError("trainer.eval_every_epochs and trainer.checkpoint_every_epochs must be >= 1")
     if t.max_steps is not None and t.max_steps <= 0:

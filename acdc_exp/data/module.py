@@ -12,7 +12,7 @@ from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 import torch
 from omegaconf import DictConfig
 
-from acdc_exp.data.settings import per_process_batch, resolution_for_epoch, resolve_num_workers, validate_data_config
+from acdc_exp.data.settings import batches_for_rank, resolution_for_epoch, resolve_num_workers, validate_data_config
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -33,11 +33,15 @@ class DataModule:
     time (starting a new one closes the previous iterator).
     """
 
-    def __init__(self, cfg: DictConfig, source: _Source, device: torch.device, world_size: int = 1) -> None:
+    def __init__(
+        self, cfg: DictConfig, source: _Source, device: torch.device, world_size: int = 1, global_val_batch: Optional[int] = None
+    ) -> None:
         self.cfg = cfg  # batch sizes in it are per process (build_data splits the global ones)
         self.source = source
         self.device = device
         self.world_size = world_size
+        # val shares may differ by one between ranks: the global batch is not share x ranks
+        self.global_val_batch = int(cfg.val_batch_size) * world_size if global_val_batch is None else global_val_batch
         self.num_classes: int = int(cfg.num_classes)
         self._stats: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
         self._active: Optional[Iterator[Batch]] = None
@@ -46,10 +50,14 @@ class DataModule:
         return resolution_for_epoch(self.cfg, epoch)
 
     def loading(self) -> Dict[str, int]:
-        """What a run's summary and W&B config record about how it reads its data."""
+        """What a run's summary and W&B config record about how it reads its data. The val
+        batch per process is this rank's share; rank 0, which writes both records, holds the
+        largest one (the one that sizes evaluation memory)."""
         return {
             "global_batch_size": int(self.cfg.batch_size) * self.world_size,
             "batch_size_per_process": int(self.cfg.batch_size),
+            "global_val_batch_size": self.global_val_batch,
+            "val_batch_size_per_process": int(self.cfg.val_batch_size),
             "world_size": self.world_size,
             "steps_per_epoch": self.steps_per_epoch(),
             "num_workers": int(self.cfg.num_workers),
@@ -127,12 +135,11 @@ def build_data(
 ) -> DataModule:
     """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
     validate_data_config(cfg)
-    global_batch = int(cfg.batch_size)
+    global_batch, global_val_batch = int(cfg.batch_size), int(cfg.val_batch_size)
+    # train: an equal share per rank (DDP averages gradients); val: shares may differ by one
+    batch_size, val_batch_size = batches_for_rank(cfg, rank, world_size)
     cfg = _per_process(
-        cfg,
-        batch_size=per_process_batch(global_batch, world_size, "batch_size"),
-        val_batch_size=per_process_batch(int(cfg.val_batch_size), world_size, "val_batch_size"),
-        num_workers=resolve_num_workers(cfg.num_workers),
+        cfg, batch_size=batch_size, val_batch_size=val_batch_size, num_workers=resolve_num_workers(cfg.num_workers)
     )
     device = torch.device(device)
     distributed = distributed or world_size > 1
@@ -172,7 +179,7 @@ def build_data(
             f"the train set at {train_path} fills no batch of data.batch_size="
             f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size"
         )
-    return DataModule(cfg, source, device, world_size)
+    return DataModule(cfg, source, device, world_size, global_val_batch)
 
 
 def _per_process(cfg: DictConfig, **values: int):

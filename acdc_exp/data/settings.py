@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from acdc_exp.errors import DataError
 from acdc_exp.machine import affinity_cpus
@@ -42,15 +42,39 @@ def resolve_num_workers(setting: Optional[int]) -> int:
 
 
 def per_process_batch(global_batch: int, world_size: int, name: str) -> int:
-    """``data.batch_size`` and ``data.val_batch_size`` are global: each of ``world_size``
-    processes takes an equal share, so a run takes the same optimizer steps per epoch (and
-    the recipe's learning rates mean the same) on any number of GPUs."""
+    """``data.batch_size`` is global: each of ``world_size`` processes takes an equal share, so
+    a run takes the same optimizer steps per epoch (and the recipe's learning rates mean the
+    same) on any number of GPUs. DDP averages gradients over ranks, so an uneven split would
+    weight some images more than others: refused."""
     if global_batch % world_size:
         raise DataError(
             f"data.{name}={global_batch} is the global batch and does not split evenly over "
             f"{world_size} processes; allowed: a multiple of {world_size}"
         )
     return global_batch // world_size
+
+
+def val_batch_for_rank(global_batch: int, rank: int, world_size: int, name: str = "val_batch_size") -> int:
+    """This rank's share of the global ``data.val_batch_size``: ``global // world_size``, one
+    more for the first ``global % world_size`` ranks. Uneven is fine for evaluation: the shards
+    are exact (data/sharding.py) and hit counts are summed over ranks, so the batch size only
+    sets memory and speed. Every rank needs at least one image per batch."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+    if global_batch < world_size:
+        raise DataError(
+            f"data.{name}={global_batch} is the global batch and is smaller than the {world_size} "
+            f"processes; allowed: at least {world_size} (one image per process)"
+        )
+    base, extra = divmod(global_batch, world_size)
+    return base + (1 if rank < extra else 0)
+
+
+def batches_for_rank(cfg: Any, rank: int, world_size: int) -> Tuple[int, int]:
+    """(train, val) batch of process ``rank`` of ``world_size`` from ``cfg``'s global ones;
+    what ``build_data`` hands the loaders (and what a launcher preset can be checked with)."""
+    train = per_process_batch(int(cfg.batch_size), world_size, "batch_size")
+    return train, val_batch_for_rank(int(cfg.val_batch_size), rank, world_size)
 
 
 def validate_data_config(cfg: Any) -> None:

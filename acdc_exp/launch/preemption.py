@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, NoReturn, Optional
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -42,17 +42,33 @@ class PreemptionGuard:
             signal.signal(sig, prev)  # type: ignore[arg-type]
         self.on_request = _nothing  # no more signals come here: let go of what the callback holds (the trainer)
 
-    def chain(self) -> None:
-        """After last.pt is written: let the earlier handler act (submitit's USR2 handler
-        requeues the job and exits), then end the process without a result. A job that
-        returned normally would look finished to submitit and to Hydra's launcher, which
-        would stop waiting for the requeued run."""
-        if self.received is None:
-            return
-        prev = self._previous.get(self.received)
-        if callable(prev):
-            prev(self.received, None)
-        raise SystemExit(128 + self.received)
+    def forward(self, signum: int) -> "Forwarded":
+        """After last.pt is written: let the handler installed before ours act on ``signum``
+        (submitit's requeues the job, then exits). What it raised is kept for ``exit`` so
+        the caller can first wait for the other ranks."""
+        prev = self._previous.get(signum)
+        try:
+            if callable(prev):
+                prev(signum, None)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a requeue, or its refusal
+            return Forwarded(signum, exc)
+        return Forwarded(signum, None)
 
 
-__all__: List[str] = ["PreemptionGuard", "PREEMPTION_SIGNALS"]
+class Forwarded:
+    """What the earlier signal handler did; ``exit`` ends the process accordingly."""
+
+    def __init__(self, signum: int, raised: Optional[BaseException]) -> None:
+        self.signum = signum
+        self.raised = raised
+
+    def exit(self) -> NoReturn:
+        """Re-raise what the earlier handler raised, else end without a result (128 + signal):
+        a job that returned normally would look finished to submitit and to Hydra's launcher,
+        which would stop waiting for the requeued run."""
+        if self.raised is not None:
+            raise self.raised
+        raise SystemExit(128 + self.signum)
+
+
+__all__: List[str] = ["Forwarded", "PreemptionGuard", "PREEMPTION_SIGNALS"]

@@ -11,18 +11,22 @@ After that the plan's observer and BN-statistics freezes are applied, idempotent
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.ao.quantization as tq
 from omegaconf import DictConfig
 from torch import nn
+from torch.ao.quantization.quantize import _observer_forward_hook as _torch_observer_hook
 
 from acdc_exp.errors import ConfigError
-from acdc_exp.machine import has_int8_dot_product
+from acdc_exp.machine import int8_engine_exact
 from acdc_exp.plan import StepPlan
-from acdc_exp.quantization.qconfig import build_qconfig, check_backend, quiet_ao, use_engine
+from acdc_exp.quantization.qconfig import SymmetricWeightFakeQuantize, build_qconfig, check_backend, quiet_ao, use_engine
 from acdc_exp.quantization.regions import assign_qconfig, check_submodules, fusion_groups
+
+# widens u8 x s8 products to int32 on every CPU: the fallback where the backend would saturate
+EXACT_ENGINE = "qnnpack"
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -109,6 +113,11 @@ class QATController:
             assign_qconfig(model, self.submodules, self.qconfig)
             model.train()
             tq.prepare_qat(model, inplace=True)
+        for mod in model.modules():
+            fq = getattr(mod, "weight_fake_quant", None)
+            if isinstance(fq, SymmetricWeightFakeQuantize):
+                fq.ensure_shape(mod.weight)
+        _swap_observer_hooks(model, _torch_observer_hook, _fake_quant_output)
         # fake-quant modules are created on the CPU; ``to`` moves only them (params stay the
         # same objects because module conversion updates tensors in place)
         model.to(device)
@@ -127,20 +136,35 @@ class QATController:
             freeze_bn_stats(model)
         self._applied = want
 
-    def convert(self, model: nn.Module) -> Optional[nn.Module]:
-        """An int8 copy of the prepared model for CPU evaluation (``model`` is untouched)."""
+    def convert(self, model: nn.Module, engine: Optional[str] = None) -> Optional[nn.Module]:
+        """An int8 copy of the prepared model for CPU evaluation (``model`` is untouched), for
+        ``engine`` (default: ``int8_engine()``, the exact one; the backend where none is)."""
         if not self.prepared:
             return None
-        return convert_to_int8(model, self.backend)
+        return convert_to_int8(model, engine or self.int8_engine() or self.backend)
+
+    def backend_exact_on_this_cpu(self) -> bool:
+        """Whether the configured backend's int8 kernels, as they run in this process, compute
+        the converted model as the fake-quantized one does. fbgemm/oneDNN multiply u8
+        activations by s8 weights with AVX2's vpmaddubsw, which sums pairs of products in
+        int16: with 8-bit activations (0..255) those sums saturate (2 * 255 * 127 > 32767)
+        unless the kernels use int8 dot products (VNNI/AMX, int32 sums); the kernel ISA
+        overrides in the environment count (acdc_exp.machine). 7-bit activations
+        (reduce_range) cannot overflow; qnnpack always widens to int32."""
+        return self.reduce_range or int8_engine_exact(self.backend)
+
+    def int8_engine(self) -> Optional[str]:
+        """The engine that scores the int8 model exactly here: the configured backend when its
+        kernels cannot saturate, else qnnpack (int32 sums on every CPU; slower); None when
+        this torch has neither, and then no int8 score should be reported."""
+        if self.backend_exact_on_this_cpu():
+            return self.backend
+        return EXACT_ENGINE if EXACT_ENGINE in torch.backends.quantized.supported_engines else None
 
     def int8_exact_on_this_cpu(self) -> bool:
-        """Whether this CPU's int8 kernels compute the converted model as the fake-quantized
-        one does. fbgemm/oneDNN multiply u8 activations by s8 weights with AVX2's vpmaddubsw,
-        which sums pairs of products in int16: with 8-bit activations (0..255) those sums
-        saturate (2 * 255 * 127 > 32767) unless the CPU has int8 dot-product instructions
-        (VNNI/AMX, int32 sums). 7-bit activations (reduce_range) cannot overflow; qnnpack
-        always widens to int32."""
-        return self.reduce_range or self.backend == "qnnpack" or has_int8_dot_product()
+        """Whether the int8 score this controller gives (``convert()``, ``int8_engine()``) is
+        exact on this machine: always, unless no engine without saturation is built in."""
+        return self.int8_engine() is not None
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -169,9 +193,26 @@ def freeze_bn_stats(model: nn.Module) -> None:
             m.momentum = 0.0
 
 
+def _fake_quant_output(module: nn.Module, _input: object, output: torch.Tensor) -> torch.Tensor:
+    """What torch's ``_observer_forward_hook`` does, from a file torch.compile traces: Dynamo
+    skips every function under torch.ao.quantization, so torch's hook broke the graph after
+    each quantized module (and its code object recompiled per conv shape, past the limit)."""
+    return module.activation_post_process(output)
+
+
+def _swap_observer_hooks(model: nn.Module, old: Callable, new: Callable) -> None:
+    """Replace forward hook ``old`` by ``new`` in place (the hooks' order stays)."""
+    for m in model.modules():
+        for key, fn in list(m._forward_hooks.items()):
+            if fn is old:
+                m._forward_hooks[key] = new
+
+
 def convert_to_int8(model: nn.Module, backend: str = "x86") -> nn.Module:
     """Deep copy -> CPU -> eval -> ``torch.ao.quantization.convert``."""
     int8 = copy.deepcopy(model).cpu().eval()
+    # convert drops torch's own observer hook by identity (ours would move onto the int8 modules)
+    _swap_observer_hooks(int8, _fake_quant_output, _torch_observer_hook)
     # packed int8 weights belong to the engine they were packed for, and the caller runs the
     # model next: the engine stays switched
     use_engine(backend)

@@ -19,7 +19,7 @@ from acdc_exp.config.compose import compose_config
 from acdc_exp.data import build_data
 from acdc_exp.errors import ConfigError
 from acdc_exp.quantization.float_view import is_prepared
-from acdc_exp.runs.members import is_int8_state, load_member, member_path
+from acdc_exp.runs.members import int8_engine_for, is_int8_state, load_member, member_path
 from acdc_exp.training.metrics import evaluate
 from acdc_exp.training.setup import resolve_device
 
@@ -82,6 +82,8 @@ def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]
         "checkpoint": str(path),
         "member": member,
         "kind": kind,
+        # the engine load_member converted with (an int8 member only): the run's exact rule
+        **({"int8_engine": int8_engine_for(saved)} if int8 else {}),
         "data": str(cfg.data.name),
         "device": str(device),
         **metrics,

@@ -4,37 +4,47 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
 
 from omegaconf import OmegaConf
 
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.runs.export import run_export
+from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import ranks_identical
+from acdc_exp.training.fingerprint import run_fingerprint, saved_fingerprint
 from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.summary import build_summary, parameter_counts
-from acdc_exp.training.trainer import Trainer
+from acdc_exp.training.sync_bn import plain_copy
+from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
 def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str, Any]:
     """Everything a finished loop leaves to do; every rank calls it (the int8 evaluation and
     the ranks' comparison are collective), the main rank writes."""
     t, cfg, dist = trainer, trainer.cfg, trainer.dist
-    paths = t.save_members()
-    int8_metrics, int8_path = int8_member(
-        t.quantizer,
-        t.model,
-        t.data.val_batches(),
-        t.data.prepare,
-        limit=cfg.data.limit_val_batches,
-        distributed=dist.enabled,
-        reduce_device=t.device,
-        save_dir=t.ckpt_dir if dist.is_main else None,
-        extra={"config": OmegaConf.to_container(cfg, resolve=True)},
-        message=t.logger.message,
-    )
+    paths = _save_members(t)
+    # a preemption signal here stops between stages (last.pt holds the finished training), so
+    # the requeue still comes before the time limit; the rerun skips what is on disk
+    _stop_if_asked(t)
+    int8_metrics, int8_path = _int8_done(t)
+    if int8_metrics is None:
+        int8_metrics, int8_path = int8_member(
+            t.quantizer,
+            plain_copy(t.model) if t.sync_batchnorm else t.model,  # torch.ao converts plain BatchNorm only
+            t.data.val_batches(),
+            t.data.prepare,
+            limit=cfg.data.limit_val_batches,
+            distributed=dist.enabled,
+            reduce_device=t.device,
+            save_dir=t.ckpt_dir if dist.is_main else None,
+            extra={"config": OmegaConf.to_container(cfg, resolve=True), "step": t.step},
+            message=t.logger.message,
+        )
     if int8_path is not None:
         paths["int8"] = str(int8_path)
+    _stop_if_asked(t)
     summary = build_summary(
         cfg,
         t.results,
@@ -42,10 +52,13 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
         epochs=t.plan.epochs,
         int8=int8_metrics,
         run_dir=str(t.run_dir),
-        amp_dtype=t.precision.name,
+        amp_dtype=t.float_precision.name,
+        qat_amp_dtype=t.precision.name if t.quantizer.prepared else None,
         channels_last=t.channels_last,
+        sync_batchnorm=t.sync_batchnorm,
         compiled=bool(cfg.trainer.compile),
         int8_exact_on_this_cpu=t.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
+        int8_engine=int8_metrics.get("int8_engine") if int8_metrics else None,
         **parameter_counts(t.model, t.sparsifier.layer_sparsity()),
         checkpoints=paths,
         wall_time_s=wall,
@@ -66,3 +79,40 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
     (t.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     t.logger.log_summary(summary)
     return summary
+
+
+def _stop_if_asked(t: Trainer) -> None:
+    """TrainingInterrupted when a stop was asked on any rank (collective: every rank calls it)."""
+    if t.should_stop():
+        t.logger.message(f"[stop] during the run's end stage; last.pt (step {t.step}) finishes it on resume")
+        raise TrainingInterrupted(t.step)
+
+
+def _int8_done(t: Trainer) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
+    """The int8 member already scored for this very step and run (an end stage that stopped
+    after it, or a finished run resumed again), else (None, None)."""
+    path = t.ckpt_dir / ckpt.MEMBER_FILES["int8"]
+    if not t.quantizer.prepared or not path.exists():
+        return None, None
+    saved = ckpt.load(path)
+    if saved.get("step") != t.step or saved_fingerprint(saved) != run_fingerprint(t.cfg):
+        return None, None
+    t.logger.message(f"[int8] already scored at step {t.step}: {path}")
+    return saved["metrics"], path
+
+
+def _save_members(t: Trainer) -> Dict[str, str]:
+    """After the loop: the final evaluation if a resume lost it, final.pt, and the paths of
+    the members on disk (main rank)."""
+    r = t.results
+    if r.final is None:  # resumed after the last epoch's evaluation was lost
+        t.record_eval(t.evaluate(), t.plan.phase_name_at(max(t.step - 1, 0)), t.plan.epoch_of(t.step))
+    if r.final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
+        r.dense, r.dense_epoch = r.final, t.plan.epoch_of(t.step)
+    paths: Dict[str, str] = {}
+    if t.dist.is_main:
+        paths["final"] = str(t.save_member("final", r.final))
+        paths["last"] = str(t.ckpt_dir / ckpt.LAST)
+        if (t.ckpt_dir / ckpt.MEMBER_FILES["dense"]).exists():
+            paths["dense"] = str(t.ckpt_dir / ckpt.MEMBER_FILES["dense"])
+    return paths

@@ -14,7 +14,7 @@ from typing import Any, Dict, Tuple
 from omegaconf import OmegaConf
 from torch import nn
 
-from acdc_exp.errors import CheckpointError, check_choice
+from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.models import build_model
 from acdc_exp.quantization.qat import QATController, convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
@@ -68,6 +68,19 @@ def quantizer_for(config: Dict[str, Any]) -> QATController:
     return QATController.from_config(OmegaConf.create(config["quantization"]))
 
 
+def int8_engine_for(config: Dict[str, Any]) -> str:
+    """The engine an int8 member is scored with on this machine: the rule of the run's own
+    int8 evaluation (QATController.int8_engine), so acdc-eval reproduces its score."""
+    quantizer = quantizer_for(config)
+    engine = quantizer.int8_engine()
+    if engine is None:
+        raise ConfigError(
+            f"the int8 kernels of quantization.backend={quantizer.backend} saturate on this CPU (8-bit activations, "
+            "no VNNI/AMX) and this torch has no qnnpack engine: no exact int8 evaluation here"
+        )
+    return engine
+
+
 def _load(model: nn.Module, state: Dict[str, Any], path: Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
@@ -89,7 +102,8 @@ def load_member(checkpoint: str, member: str = "final") -> Tuple[nn.Module, Dict
     if is_int8_state(state["model"]):  # decided by content: a .pt path may be any member
         quantizer = quantizer_for(config)
         quantizer.prepare(model)
-        model = convert_to_int8(model, quantizer.backend)
+        # packing happens on load, for the engine switched on here
+        model = convert_to_int8(model, int8_engine_for(config))
     elif state.get("quantizer", {}).get("prepared"):
         quantizer_for(config).prepare(model)
     _load(model, state["model"], path)

@@ -19,9 +19,11 @@ from acdc_exp.quantization import build_quantizer
 from acdc_exp.runs.finish import finish_run
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
-from acdc_exp.training.distributed import DistInfo, barrier, init_distributed, shutdown
+from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_distributed, max_over_ranks, shutdown
+from acdc_exp.training.fingerprint import check_same_run
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
+from acdc_exp.training.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -34,7 +36,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     configure_determinism(bool(tcfg.deterministic), device)
     dist: DistInfo = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
-        device = torch.device("cuda", dist.local_rank)
+        device = torch.device("cuda", cuda_index(dist.local_rank, torch.cuda.device_count()))
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
@@ -50,6 +52,8 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     model: nn.Module = instantiate(cfg.model).to(device)
     if channels_last_on(tcfg.channels_last, device):  # NHWC weights; the trainer feeds NHWC batches to match
         model = model.to(memory_format=torch.channels_last)
+    if sync_batchnorm_wanted(tcfg.sync_batchnorm, data.loading()["batch_size_per_process"], dist.world_size):
+        model = to_sync_batchnorm(model)  # before DDP wraps it; the same parameters
     optimizer = build_optimizer(cfg.optimizer, model)
     plan = Plan.from_config(cfg, data.steps_per_epoch())
     sparsifier = Sparsifier.from_config(model, cfg.sparsity)
@@ -57,6 +61,8 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
 
     resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
     state = ckpt.load(resume_path) if resume_path else None
+    # before the logger starts: a refused resume opens no W&B run
+    resume_note = check_same_run(state, cfg, str(resume_path), force=bool(tcfg.resume_force)) if state else None
     logger = build_logger(
         cfg.logger,
         run_dir=run_dir,
@@ -84,15 +90,19 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         device=device,
         dist=dist,
     )
+    if resume_note:
+        logger.message(resume_note)
     if state is not None:
         trainer.load_state_dict(state)
         logger.message(f"[resume] from {resume_path} at epoch {plan.epoch_of(trainer.step):.2f} (step {trainer.step})")
     guard = PreemptionGuard(trainer.request_stop)
+    stopped = False
     try:
         with guard:
             summary = finish_run(trainer, trainer.fit(), export_onnx=export_onnx)
         barrier(dist)  # the ranks leave together: none exits while another still writes
     except TrainingInterrupted as stop:
+        stopped = True  # every rank stops at the same step (the trainer's vote)
         summary = {
             "interrupted": True,
             "step": stop.step,
@@ -106,8 +116,25 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         # interpreter is whole, so gloo's threads are joined here and not at exit
         del trainer, model, optimizer, sparsifier, quantizer
         gc.collect()
-        shutdown(dist)
-    if guard.received is not None:
-        logger.message(f"[preempted] signal {guard.received}: state saved at step {summary.get('step')}")
-        guard.chain()  # submitit requeues here; without it the default action ends the process
+        if not stopped:
+            shutdown(dist)
+    if stopped:
+        _leave_after_stop(guard, dist, device, summary)
+    # a signal that came after the run's last stage began: the run is complete, nothing to requeue
     return summary
+
+
+def _leave_after_stop(guard: PreemptionGuard, dist: DistInfo, device: torch.device, summary: Dict[str, Any]) -> None:
+    """After a stop (last.pt written by the main rank): the main rank asks for the requeue
+    (submitit's handler, for the signal any rank received), then all ranks leave together, so
+    SLURM, which ends a step when one task exits non-zero, never cuts the write or the request
+    short. The main rank exits as the signal asks; the other ranks exit 0."""
+    signum = max_over_ranks(guard.received or 0, dist, device)
+    outcome = guard.forward(signum) if signum and dist.is_main else None
+    barrier(dist)
+    shutdown(dist)
+    if not signum:
+        return  # trainer.max_steps: a plain stop
+    print(f"[preempted] signal {signum}: state saved at step {summary.get('step')}", flush=True)
+    if dist.is_main:
+        outcome.exit()

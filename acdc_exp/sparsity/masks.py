@@ -272,35 +272,48 @@ def _keep_largest(scores: Tensor, n_prune: int) -> Tensor:
     return ~prune
 
 
-# below this many scores a plain kthvalue is already cheap
+# below this many scores a direct selection is already cheap
 _BRACKET_MIN = 1 << 18
 _SAMPLE = 1 << 16
+
+
+def _kth_exact(values: Tensor, k: int) -> Tensor:
+    """The k-th smallest (1-based) value of a 1-D tensor: the largest of its k smallest values.
+
+    torch.kthvalue (and median/mode) have no deterministic CUDA kernel and raise under
+    ``torch.use_deterministic_algorithms(True)``; topk does not. Which of several tied
+    elements topk returns may vary, but the multiset of the k smallest values does not, so
+    its max is the same on every device. Always ``largest=False``: a NaN then reaches the max
+    only when the k-th value itself is NaN, exactly as kthvalue would report it.
+    """
+    return torch.topk(values, k, largest=False, sorted=False).values.max()
 
 
 def _kth_smallest(scores: Tensor, k: int) -> Tensor:
     """The k-th smallest (1-based) value of a 1-D tensor, as a 0-d tensor.
 
-    torch.kthvalue is a single-threaded selection that copies its input; on millions of scores
-    it dominates mask time. A strided sample brackets the answer, so the exact selection runs
-    only on the few scores inside the bracket. The sample only affects speed: the bracket is
-    checked against exact counts and a miss falls back to a full kthvalue.
+    A full selection over millions of scores dominates mask time. A strided sample brackets
+    the answer, so the exact selection runs only on the few scores inside the bracket. The
+    sample only affects speed: the bracket is checked against exact counts and a miss falls
+    back to a selection over all scores.
     """
     n = scores.numel()
     if n < _BRACKET_MIN:
-        return torch.kthvalue(scores, k).values
+        return _kth_exact(scores, k)
     sample = scores[:: n // _SAMPLE]
     m = sample.numel()
     # +-1% of ranks around the target quantile: ~25 standard errors of the sample quantile
     q = k / n
     lo_rank = max(1, int((q - 0.01) * m))
     hi_rank = min(m, int((q + 0.01) * m) + 1)
-    lo = torch.kthvalue(sample, lo_rank).values
-    hi = torch.kthvalue(sample, hi_rank).values
+    # sorted values are the same on every device (only tied indices could differ)
+    ordered = torch.sort(sample).values
+    lo, hi = ordered[lo_rank - 1], ordered[hi_rank - 1]
     below = int((scores < lo).count_nonzero())
     band = scores[(scores >= lo) & (scores <= hi)]
     if below < k <= below + band.numel():
-        return torch.kthvalue(band, k - below).values
-    return torch.kthvalue(scores, k).values
+        return _kth_exact(band, k - below)
+    return _kth_exact(scores, k)
 
 
 def _nm_mask(weight: Tensor, n: int, m: int) -> Tensor:

@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from acdc_exp.errors import ConfigError, check_choice
+from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.plan import StepPlan
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
@@ -60,6 +60,23 @@ def check_count(key: str, value: object) -> int:
     return value
 
 
+def like_param(mask: torch.Tensor, param: torch.Tensor, dtype: Optional[torch.dtype] = None, name: str = "") -> torch.Tensor:
+    """``mask`` as ``dtype`` (default: its own) on ``param``'s device with ``param``'s strides.
+
+    Masks are computed and checkpointed NCHW; a channels_last weight is NHWC. With different
+    strides ``_foreach_mul_`` leaves its fast path for a strided copy per tensor, so every
+    stored mask follows its weight's layout (checkpoints stay NCHW: see state_dict).
+    """
+    if mask.shape != param.shape:
+        raise CheckpointError(f"mask of {name or 'a weight'} has shape {tuple(mask.shape)}; its weight has {tuple(param.shape)}")
+    dtype = mask.dtype if dtype is None else dtype
+    if mask.dtype == dtype and mask.device == param.device and mask.stride() == param.stride():
+        return mask
+    out = torch.empty_like(param, dtype=dtype)  # dense param: empty_like keeps its strides
+    out.copy_(mask)
+    return out
+
+
 def dead_output_channels(mask: torch.Tensor) -> torch.Tensor:
     """Bool per output channel (dim 0): True where the mask prunes the whole channel."""
     return ~mask.reshape(mask.shape[0], -1).any(dim=1)
@@ -88,7 +105,6 @@ class Sparsifier:
         self.dead_channels = check_choice("sparsity.dead_channels", dead_channels, DEAD_CHANNELS)
         self.names: List[str] = [n for n, _ in select_parameters(model, params)] if enabled and params else []
         self._params: Dict[str, nn.Parameter] = {}
-        self.rebind(model)
         self.masks: Optional[Dict[str, torch.Tensor]] = None  # True = kept
         # what the hooks multiply by: 1.0 kept, 0.0 zeroed, in each weight's dtype (the
         # compressed phase's masks, or a dense phase's held-dead channels)
@@ -96,6 +112,7 @@ class Sparsifier:
         self._reset_all_after_step = False
         self.stale_momentum = StaleMomentum()  # when the weight pass after the step can be skipped
         self.last_masks: Optional[Dict[str, torch.Tensor]] = None  # previous compressed phase
+        self.rebind(model)
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
     @classmethod
@@ -115,6 +132,10 @@ class Sparsifier:
         """Look the selected weights up by name again (QAT swaps modules but keeps names)."""
         named = dict(model.named_parameters())
         self._params = {n: named[n] for n in self.names}
+        # the new weights may have another layout or device (a swapped module, channels_last)
+        self.masks = self._like_params(self.masks)
+        self.last_masks = self._like_params(self.last_masks)
+        self._set_keep(self._keep)
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -168,12 +189,17 @@ class Sparsifier:
                     if buf is not None:
                         buf.zero_()
 
+    def _like_params(self, masks: Optional[Dict[str, torch.Tensor]]) -> Optional[Dict[str, torch.Tensor]]:
+        if masks is None:
+            return None
+        return {n: like_param(m, self._params[n], name=n) for n, m in masks.items()}
+
     def _set_masks(self, masks: Optional[Dict[str, torch.Tensor]]) -> None:
-        self.masks = masks
-        self._set_keep(masks or {})
+        self.masks = self._like_params(masks)
+        self._set_keep(self.masks or {})
 
     def _set_keep(self, masks: Dict[str, torch.Tensor]) -> None:
-        self._keep = {n: m.to(self._params[n].dtype) for n, m in masks.items()}
+        self._keep = {n: like_param(m, self._params[n], self._params[n].dtype, n) for n, m in masks.items()}
 
     def _dense_phase_holds(self) -> Dict[str, torch.Tensor]:
         """With dead_channels=keep_pruned: masks that keep only the channels the last
@@ -199,9 +225,9 @@ class Sparsifier:
             masks = [compute_mask(w, p.sparsity, self.mask_type, floor) for w in weights]
         # all ranks must hold identical masks: weights are identical under DDP, and the
         # mask functions break ties deterministically, so no broadcast is needed here
-        new = dict(zip(self.names, masks))
         reference = self.masks if self.masks is not None else self.last_masks
-        self._set_masks(new)
+        self._set_masks(dict(zip(self.names, masks)))
+        new = self.masks
         self.apply_masks()
         self.stale_momentum.start(self.optimizer, self._params, self._keep, p.step)
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
@@ -237,7 +263,8 @@ class Sparsifier:
 
     def state_dict(self) -> dict:
         def cpu(d):
-            return None if d is None else {k: v.cpu() for k, v in d.items()}
+            # NCHW whatever the weights' layout: a checkpoint loads into either layout
+            return None if d is None else {k: v.cpu().contiguous() for k, v in d.items()}
 
         if self.stale_momentum.settled and any(bool((self._params[n] * (1 - k)).any()) for n, k in self._keep.items()):
             # cannot happen with torch.optim.SGD; a checkpoint must never hold a broken mask
@@ -250,14 +277,10 @@ class Sparsifier:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        device = next(iter(self._params.values())).device if self._params else torch.device("cpu")
-
-        def dev(d):
-            return None if d is None else {k: v.to(device) for k, v in d.items()}
-
         self.names = list(state["names"])
-        self.last_masks = dev(state["last_masks"])
-        self._set_masks(dev(state["masks"]))
+        # each mask moves to its weight's device and layout, whichever layout it was saved in
+        self.last_masks = self._like_params(state["last_masks"])
+        self._set_masks(state["masks"])
         if self.masks is None:  # in a dense phase: its holds follow from the last masks
             self._set_keep(self._dense_phase_holds())
         self.stale_momentum.load_state_dict(state.get("stale"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from submitit.helpers import TorchDistributedEnvironment
+
+from acdc_exp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,27 @@ class DistInfo:
         return self.world_size > 1
 
 
+def cuda_index(local_rank: int, visible: int, visible_devices: Optional[str] = None) -> int:
+    """The CUDA ordinal a task with ``local_rank`` should use when ``visible`` devices are visible.
+
+    torchrun and one-task-per-node SLURM jobs show every GPU of the node: ordinal = local rank.
+    SLURM with one GPU per task (``--gpus-per-task=1``) shows each task only its own GPU, so
+    ``cuda:<local_rank>`` would be out of range; ordinal 0 is that GPU. Anything else is a
+    launch mismatch (more tasks than GPUs), reported instead of a CUDA "invalid device ordinal".
+    ``visible_devices`` only feeds the message (default: $CUDA_VISIBLE_DEVICES).
+    """
+    if 0 <= local_rank < visible:
+        return local_rank
+    if visible == 1:
+        return 0
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES") if visible_devices is None else visible_devices
+    raise ConfigError(
+        f"local_rank={local_rank} has no GPU: {visible} CUDA device(s) visible "
+        f"(CUDA_VISIBLE_DEVICES={shown if shown is not None else '<unset>'}); "
+        "allowed: one GPU per task, or at least local_rank + 1 GPUs visible to each task"
+    )
+
+
 def init_distributed(device_kind: str) -> DistInfo:
     """Join the process group when launched as several tasks; NCCL on GPU, gloo on CPU.
 
@@ -39,7 +63,7 @@ def init_distributed(device_kind: str) -> DistInfo:
     if not torch.distributed.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if device_kind == "cuda":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(cuda_index(local, torch.cuda.device_count()))
         torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world)
     return DistInfo(rank, world, local)
 
@@ -78,3 +102,12 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item())
+
+
+def max_over_ranks(value: int, info: DistInfo, device: torch.device) -> int:
+    """The largest ``value`` over the ranks (every rank must call it at the same point)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return int(t.item())

@@ -15,10 +15,16 @@ if TYPE_CHECKING:
     from acdc_exp.quantization.base import NoQuantization
     from acdc_exp.quantization.qat import QATController
 
-SATURATION_WARNING = (
-    "[int8] warning: this CPU has no VNNI/AMX and quantization.reduce_range=false: its int8 "
-    "kernels saturate, so sparse_int8_top1 here understates the model (see README, QAT)"
-)
+
+def saturation_note(backend: str, engine: Optional[str]) -> str:
+    """Why the int8 model is not scored with ``backend`` (the README's QAT section has more)."""
+    why = (
+        f"[int8] this CPU's {backend} int8 kernels (no VNNI/AMX in use) saturate on 8-bit activations "
+        "(quantization.reduce_range=false)"
+    )
+    if engine is None:
+        return f"{why}, and this torch has no qnnpack engine: sparse_int8_top1 is not reported"
+    return f"{why}: sparse_int8_top1 is scored with the {engine} engine (int32 sums), exact but slower"
 
 
 def int8_member(
@@ -33,20 +39,33 @@ def int8_member(
     save_dir: Optional[Path],
     extra: Dict[str, Any],
     message: Callable[[str], None],
-) -> Tuple[Optional[Dict[str, float]], Optional[Path]]:
+) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
     """(metrics, saved path) of ``quantizer``'s int8 conversion of ``model``; (None, None)
-    when QAT never started. Every rank evaluates its shard (the counts are summed); the file
-    is written only where ``save_dir`` is given (rank 0), with ``extra`` beside the state."""
+    when QAT never started. The model is scored with ``quantizer.int8_engine()``, an engine
+    whose kernels cannot saturate here, named in the metrics as ``int8_engine``; where there
+    is none the metrics are None (no inexact score) and the model is still saved. Every rank
+    evaluates its shard (the counts are summed); the file is written only where ``save_dir``
+    is given (rank 0), with ``extra`` beside the state."""
     if not quantizer.prepared:
         return None, None
-    if not quantizer.int8_exact_on_this_cpu():
-        message(SATURATION_WARNING)
-    int8 = quantizer.convert(model)
-    cpu = torch.device("cpu")
-    metrics = evaluate(
-        int8, batches, lambda x: prepare(x).to(cpu), cpu, limit=limit, distributed=distributed, reduce_device=reduce_device
-    )
+    engine = quantizer.int8_engine()
+    if engine != quantizer.backend:
+        message(saturation_note(quantizer.backend, engine))
+    int8 = quantizer.convert(model, engine)
+    metrics: Optional[Dict[str, Any]] = None
+    if engine is not None:
+        cpu = torch.device("cpu")
+        metrics = evaluate(
+            int8, batches, lambda x: prepare(x).to(cpu), cpu, limit=limit, distributed=distributed, reduce_device=reduce_device
+        )
+        metrics["int8_engine"] = engine
     if save_dir is None:
         return metrics, None
-    payload = {"model": int8.state_dict(), "metrics": metrics, "quantizer": quantizer.state_dict(), **extra}
+    payload = {
+        "model": int8.state_dict(),
+        "metrics": metrics,
+        "int8_engine": engine,
+        "quantizer": quantizer.state_dict(),
+        **extra,
+    }
     return metrics, ckpt.save_atomic(payload, save_dir / ckpt.MEMBER_FILES["int8"])

@@ -48,6 +48,11 @@ def resolve_precision(mode: Any, device: torch.device) -> Precision:
     return Precision(device.type, _DTYPES[name])
 
 
+def full_precision(device: torch.device) -> Precision:
+    """fp32, no autocast and no loss scaling (QAT's numerics)."""
+    return Precision(device.type, None)
+
+
 # cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
 CUBLAS_WORKSPACE = ":4096:8"
 

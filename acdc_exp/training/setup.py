@@ -41,4 +41,8 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     kwargs = OmegaConf.to_container(cfg, resolve=True)
     kwargs.pop("decay_bn_and_bias")
     target = kwargs.pop("_target_")
+    if kwargs.get("fused") is None:
+        # on CUDA the fused step reads GradScaler's found_inf on the device: no .item() per step
+        on_cuda = all(p.is_cuda for p in decay + no_decay)
+        kwargs["fused"] = True if on_cuda else None
     return get_class(target)(groups, **kwargs)

@@ -23,9 +23,11 @@ from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.bn_recalibration import RecentBatches, recalibrate_batchnorm
 from acdc_exp.training.distributed import DistInfo, any_rank, barrier
+from acdc_exp.training.fingerprint import run_fingerprint
 from acdc_exp.training.metrics import evaluate, topk_hits
-from acdc_exp.training.precision import channels_last_on, load_scaler_state, resolve_precision
+from acdc_exp.training.precision import channels_last_on, full_precision, load_scaler_state, resolve_precision
 from acdc_exp.training.results import Results
+from acdc_exp.training.sync_bn import has_sync_batchnorm, plain_batchnorm
 
 
 class TrainingInterrupted(Exception):
@@ -65,10 +67,13 @@ class Trainer:
         self.device = device
         self.dist = dist
         tcfg = cfg.trainer
-        self.precision = resolve_precision(tcfg.amp, device)
+        # the float phases' numerics; QAT switches self.precision to fp32 (_enter_qat)
+        self.float_precision = resolve_precision(tcfg.amp, device)
+        self.precision = self.float_precision
         self.scaler = self.precision.grad_scaler()
         self.channels_last = channels_last_on(tcfg.channels_last, device)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.sync_batchnorm = has_sync_batchnorm(model)  # runs/train.py decides
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
         self.step = 0
         self.results = Results()
@@ -77,18 +82,32 @@ class Trainer:
         self.forward_model = self._wrap(model)
         sparsifier.attach_optimizer(optimizer)
 
-    # --- set-up helpers -------------------------------------------------------------------
-
     def _wrap(self, model: nn.Module) -> nn.Module:
         """What the step calls: ``model``, in DDP under torch.distributed, compiled when asked.
         Called again after QAT swaps modules, which gives a fresh DDP and a fresh compile.
         Masks need no recompile: they change weights in place between steps, outside it."""
         if self.dist.enabled:
-            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.cfg.trainer.compile:
             model = torch.compile(model, mode=self.cfg.trainer.compile_mode)
         return model
+
+    def _enter_qat(self) -> None:
+        """Swap in the QAT modules (fused with plain BatchNorm, the only kind torch.ao fuses; the
+        fused BNs are synced again after), rebind masks, rewrap; fp32 from here on whatever
+        ``trainer.amp`` says: fake-quantized activations in fp16/bf16 leave the int8 grid and the
+        int8 model would disagree with the QAT model (SparseML turns AMP off for QAT too)."""
+        with plain_batchnorm(self.model):
+            self.quantizer.prepare(self.model)
+        self.sparsifier.rebind(self.model)
+        self.forward_model = self._wrap(self.model)
+        if self.precision.dtype is not None:
+            self.logger.message(
+                f"[qat] fp32 from here on: trainer.amp={self.float_precision.name} applies to the float phases only"
+            )
+            self.precision = full_precision(self.device)
+            self.scaler = self.precision.grad_scaler()
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         return self.data.prepare(images).contiguous(memory_format=self.memory_format)
@@ -113,15 +132,14 @@ class Trainer:
             "logger_run_id": self.logger.run_id,
             "results": self.results.__dict__,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "fingerprint": run_fingerprint(self.cfg),
+            "precision": self.precision.name,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         qstate = state.get("quantizer", {})
-        if qstate.get("prepared"):
-            # QAT swapped modules before this checkpoint: swap them again, then load
-            self.quantizer.prepare(self.model)
-            self.sparsifier.rebind(self.model)
-            self.forward_model = self._wrap(self.model)
+        if qstate.get("prepared"):  # QAT swapped modules before this checkpoint: swap them again, then load
+            self._enter_qat()
         self.quantizer.load_state_dict(qstate)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -140,7 +158,7 @@ class Trainer:
             return None
         return ckpt.save_atomic(self.state_dict(), self.ckpt_dir / ckpt.LAST)
 
-    def _should_stop(self) -> bool:
+    def should_stop(self) -> bool:
         """A stop request on any rank stops all ranks at the same step (else DDP deadlocks)."""
         return any_rank(self._stop_requested, self.dist, self.device)
 
@@ -148,7 +166,7 @@ class Trainer:
         """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
         self._stop_requested = True
 
-    def _save_member(self, name: str, metrics: Dict[str, float]) -> Path:
+    def save_member(self, name: str, metrics: Dict[str, float]) -> Path:
         state = self.state_dict()
         payload = {k: state[k] for k in ("model", "quantizer", "sparsifier", "epoch", "step", "config")}
         return ckpt.save_atomic({**payload, "metrics": metrics}, self.ckpt_dir / ckpt.MEMBER_FILES[name])
@@ -164,16 +182,16 @@ class Trainer:
         kw = dict(precision=self.precision, limit=self.cfg.data.limit_val_batches, distributed=self.dist.enabled)
         return evaluate(self.model, self.data.val_batches(), self._prepare, self.device, **kw)
 
-    def _record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
+    def record_eval(self, metrics: Dict[str, float], phase_name: str, epoch: float) -> None:
         self.logger.log_eval(eval_row(metrics, phase_name, epoch), self.step, epoch)
         self.results.record(metrics, phase_name, epoch)
 
     def _dense_member(self, epoch: float) -> None:
         metrics = self.evaluate()
-        self._record_eval(metrics, "dense", epoch)
+        self.record_eval(metrics, "dense", epoch)
         self.results.dense, self.results.dense_epoch = metrics, epoch
         if self.dist.is_main:
-            path = self._save_member("dense", metrics)
+            path = self.save_member("dense", metrics)
             self.logger.message(f"[pair] dense member saved at epoch {epoch:.2f}: top1 {metrics['top1']:.2f} -> {path}")
 
     # --- the loop -------------------------------------------------------------------------
@@ -183,10 +201,10 @@ class Trainer:
         update = self.sparsifier.begin_step(p)
         if update is not None:
             self.logger.log_mask_update(update, self.step)
-        if self.quantizer.begin_step(p, self.model):
-            self.sparsifier.rebind(self.model)
-            self.forward_model = self._wrap(self.model)
+        if p.qat_active and not self.quantizer.prepared:
+            self._enter_qat()
             self.logger.message(f"[qat] quantization-aware training starts at epoch {p.epoch:.2f}")
+        self.quantizer.begin_step(p, self.model)  # the plan's observer and BN-statistics freezes
         images = self._prepare(images.to(self.device, non_blocking=True))
         labels = labels.to(self.device, non_blocking=True)
         with self.precision.autocast():
@@ -259,7 +277,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
                     window_t, window_n = time.time(), 0
                 bar.update(1)
-                if (on_cadence and self._should_stop()) or (max_steps is not None and self.step >= max_steps):
+                if (on_cadence and self.should_stop()) or (max_steps is not None and self.step >= max_steps):
                     stop = True
                     break
             bar.close()
@@ -271,7 +289,7 @@ class Trainer:
             last = epoch + 1 == self.plan.epochs
             end_phase = self.plan.phase_name_at(self.step - 1)
             if not dense_member_evaluated and (last or stop or (epoch + 1) % tcfg.eval_every_epochs == 0):
-                self._record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
+                self.record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
             if last or stop or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
                 self.save_checkpoint()
             barrier(self.dist)
@@ -279,21 +297,3 @@ class Trainer:
                 raise TrainingInterrupted(self.step)
             skip = 0
         return time.time() - started
-
-    # --- the end of the loop ---------------------------------------------------------------
-
-    def save_members(self) -> Dict[str, str]:
-        """After the loop: the final evaluation if a resume lost it, final.pt, and the paths of
-        the members on disk (main rank). The rest of the run's end is ``runs.finish``'s."""
-        r = self.results
-        if r.final is None:  # resumed after the last epoch's evaluation was lost
-            self._record_eval(self.evaluate(), self.plan.phase_name_at(max(self.step - 1, 0)), self.plan.epoch_of(self.step))
-        if r.final_phase == "dense" and r.dense is None:  # a dense baseline: the final model is the dense member
-            r.dense, r.dense_epoch = r.final, self.plan.epoch_of(self.step)
-        paths: Dict[str, str] = {}
-        if self.dist.is_main:
-            paths["final"] = str(self._save_member("final", r.final))
-            paths["last"] = str(self.ckpt_dir / ckpt.LAST)
-            if (self.ckpt_dir / ckpt.MEMBER_FILES["dense"]).exists():
-                paths["dense"] = str(self.ckpt_dir / ckpt.MEMBER_FILES["dense"])
-        return paths

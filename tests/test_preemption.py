@@ -1,0 +1,144 @@
+"""Preemption loses no work (issue 20, items 8 and 9).
+
+- Two gloo ranks launched as SLURM launches tasks (one process each, rank in the environment)
+  get submitit's time-limit signal mid-epoch: all ranks wait until last.pt is written and the
+  requeue asked for; rank 0 exits as the signal asks, the other rank exits 0 (SLURM ends a step
+  at a task's non-zero exit, which would cut rank 0's write short).
+- A signal during the run's end stage (int8 evaluation, summary, export) stops it between
+  stages; the rerun trains nothing and finishes only what was left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import ACDC_SHORT, QAT_RUN, REPO, load_state, small_overrides
+
+from acdc_exp.launch.preemption import PreemptionGuard
+
+SIG = signal.SIGUSR2  # submitit's signal ahead of the time limit
+STEPS_PER_EPOCH = 22
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_cmd(run, *extra: str) -> list:
+    return [
+        sys.executable,
+        "-m",
+        "acdc_exp.cli.train",
+        *small_overrides(),
+        "logger=console",
+        "logger.log_every_steps=1",
+        "trainer.device=cpu",
+        f"hydra.run.dir={run}",
+        *extra,
+    ]
+
+
+def _env(**extra: str) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+
+
+def test_ranks_wait_for_the_checkpoint_and_only_rank_0_exits_non_zero(tmp_path):
+    run = tmp_path / "run"
+    port = str(_free_port())
+    cmd = _train_cmd(run, *ACDC_SHORT)
+    procs = [
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE if rank == 0 else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+        )
+        for rank in range(2)
+    ]
+    deadline = time.time() + 300
+    log = []
+    for line in procs[0].stdout:  # rank 0 logs every step; the compressed phase starts at epoch 1
+        log.append(line)
+        if line.startswith("[phase] epoch 1.00"):
+            for p in procs:  # as SLURM does: every task gets the signal
+                os.kill(p.pid, SIG)
+            break
+        assert time.time() < deadline, "".join(log[-20:])
+    last = run / "checkpoints" / "last.pt"
+    seen_when_rank1_ended = None
+    while procs[1].poll() is None:  # the moment rank 1 leaves, last.pt must be complete
+        time.sleep(0.01)
+        assert time.time() < deadline
+    seen_when_rank1_ended = last.exists()
+    rest = procs[0].stdout.read()
+    procs[0].wait(timeout=120)
+    assert procs[1].returncode == 0
+    assert procs[0].returncode == 128 + SIG, "".join(log[-20:]) + rest[-3000:]
+    assert seen_when_rank1_ended
+    step = load_state(last)["step"]
+    assert step % STEPS_PER_EPOCH and STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH  # mid-epoch, as stopped
+    assert f"[preempted] signal {int(SIG)}: state saved at step {step}" in rest
+
+
+def test_signal_in_the_end_stage_stops_between_stages_and_the_rerun_finishes_the_rest(tmp_path):
+    run = tmp_path / "run"
+    # batches of one image make the end stage's evaluations last long enough to be hit
+    cmd = _train_cmd(run, *QAT_RUN, "data.val_batch_size=1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=_env())
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if line.startswith("[eval] epoch 6.00"):  # the last evaluation: the end stage comes next
+            os.kill(proc.pid, SIG)
+    proc.wait(timeout=300)
+    out = "".join(log)
+    assert proc.returncode == 128 + SIG, out[-3000:]
+    assert "[stop] during the run's end stage" in out
+    assert not (run / "summary.json").exists()  # the run is not finished: it is to be requeued
+    assert load_state(run / "checkpoints" / "last.pt")["step"] == 6 * STEPS_PER_EPOCH
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env())
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    lines = rerun.stdout.splitlines()
+    assert not [x for x in lines if x.startswith(("[eval]", "[phase]", "[masks]"))]  # nothing trained or re-evaluated
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 * STEPS_PER_EPOCH and summary["resumed_at_steps"] == [6 * STEPS_PER_EPOCH]
+    assert summary["sparse_int8_top1"] is not None
+
+    # a finished run resumed once more reuses its int8 score instead of computing it again
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[int8] already scored at step 132" in again.stdout
+    assert json.loads((run / "summary.json").read_text())["sparse_int8_top1"] == summary["sparse_int8_top1"]
+
+
+def test_forward_keeps_what_the_earlier_handler_raised_until_exit():
+    calls = []
+
+    def submitit_like(signum, frame):
+        calls.append(signum)
+        raise SystemExit(-1)  # submitit requeues, then exits
+
+    previous = signal.signal(SIG, submitit_like)
+    try:
+        with PreemptionGuard(lambda: None) as guard:
+            forwarded = guard.forward(int(SIG))
+        assert calls == [SIG]  # the requeue was asked for, and the caller still runs
+        try:
+            forwarded.exit()
+        except SystemExit as exc:
+            assert exc.code == -1
+        else:
+            raise AssertionError("exit() returned")
+    finally:
+        signal.signal(SIG, previous)
