@@ -20,7 +20,7 @@ import time
 
 from conftest import ACDC_SHORT, QAT_RUN, REPO, load_state, small_overrides
 
-from acdc_exp.launch.preemption import PreemptionGuard
+from acdc_exp.launch.preemption import FORWARD_ORDER, PreemptionGuard, signal_to_forward
 
 SIG = signal.SIGUSR2  # submitit's signal ahead of the time limit
 STEPS_PER_EPOCH = 22
@@ -103,7 +103,7 @@ def test_signal_in_the_end_stage_stops_between_stages_and_the_rerun_finishes_the
     proc.wait(timeout=300)
     out = "".join(log)
     assert proc.returncode == 128 + SIG, out[-3000:]
-    assert "[stop] during the run's end stage" in out
+    assert "[stop] during the run's end stage" in out or "[stop] during the int8 evaluation" in out
     assert not (run / "summary.json").exists()  # the run is not finished: it is to be requeued
     assert load_state(run / "checkpoints" / "last.pt")["step"] == 6 * STEPS_PER_EPOCH
 
@@ -142,3 +142,27 @@ def test_forward_keeps_what_the_earlier_handler_raised_until_exit():
             raise AssertionError("exit() returned")
     finally:
         signal.signal(SIG, previous)
+
+
+def test_the_requeue_signal_wins_over_sigterm_across_ranks():
+    """SLURM may send SIGTERM beside submitit's USR2: forward USR2 (submitit requeues on it and
+    only logs SIGTERM), whichever rank got which first."""
+    rank0 = [int(sig == signal.SIGTERM) for sig in FORWARD_ORDER]
+    rank1 = [int(sig == signal.SIGUSR2) for sig in FORWARD_ORDER]
+    combined = [max(a, b) for a, b in zip(rank0, rank1)]
+    assert signal_to_forward(combined) == signal.SIGUSR2
+    assert signal_to_forward(rank0) == signal.SIGTERM and signal_to_forward([0, 0, 0]) == 0
+
+
+def test_a_stoppable_evaluation_stops_and_says_so():
+    import pytest
+    import torch
+    from torch import nn
+
+    from acdc_exp.training.metrics import EvaluationStopped, evaluate
+
+    batches = [(torch.randn(2, 4), torch.tensor([0, 1])) for _ in range(3)]
+    seen = []
+    with pytest.raises(EvaluationStopped):
+        evaluate(nn.Linear(4, 2), batches, lambda x: x, torch.device("cpu"), stop=lambda: len(seen) > 0 or seen.append(1))
+    assert evaluate(nn.Linear(4, 2), batches, lambda x: x, torch.device("cpu"), stop=lambda: False)["samples"] == 6

@@ -97,3 +97,9 @@ def test_torchrun_default_rendezvous_id_is_refused(monkeypatch, tmp_path):
     proc = subprocess.run([cli("acdc-train")], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "TORCHELASTIC_RUN_ID=none" in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_keys_one_side_lacks_do_not_count():
+    """A checkpoint written before a schema key existed (or after one was removed) still resumes."""
+    assert first_difference({"seed": 0}, {"seed": 0, "optimizer.fused": None}) is None
+    assert first_difference({"seed": 0, "gone": 1}, {"seed": 1}) == "seed is 0 there, 1 here"

@@ -57,7 +57,7 @@ def _task(cfg: DictConfig, overrides: List[str]) -> Dict[str, Any]:
 
 
 def main() -> None:
-    if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
+    if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in sys.argv[1:]):
         guarded(PROG, torchrun_run_id)  # the run dir's name comes from it: refuse torchrun's shared default
     hydra_command(PROG, "train", _task)
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Callable, Dict, List, NoReturn, Optional
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Set
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# which received signal to hand on when ranks (or one rank) got several: submitit requeues on
+# its USR signal and only logs SIGTERM, which SLURM may send beside it on preemption
+FORWARD_ORDER = (signal.SIGUSR2, signal.SIGUSR1, signal.SIGTERM)
 
 
 def _nothing() -> None:
@@ -21,10 +24,12 @@ class PreemptionGuard:
     def __init__(self, on_request: Callable[[], None], signals=PREEMPTION_SIGNALS) -> None:
         self.on_request = on_request
         self.signals = tuple(signals)
-        self.received: Optional[int] = None
+        self.received: Optional[int] = None  # the first signal
+        self.all_received: Set[int] = set()
         self._previous: Dict[int, object] = {}
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.all_received.add(signum)
         if self.received is None:
             self.received = signum
             self.on_request()
@@ -42,6 +47,10 @@ class PreemptionGuard:
             signal.signal(sig, prev)  # type: ignore[arg-type]
         self.on_request = _nothing  # no more signals come here: let go of what the callback holds (the trainer)
 
+    def received_flags(self) -> List[int]:
+        """1 for each signal of ``FORWARD_ORDER`` received, else 0 (to combine over ranks)."""
+        return [int(sig in self.all_received) for sig in FORWARD_ORDER]
+
     def forward(self, signum: int) -> "Forwarded":
         """After last.pt is written: let the handler installed before ours act on ``signum``
         (submitit's requeues the job, then exits). What it raised is kept for ``exit`` so
@@ -53,6 +62,11 @@ class PreemptionGuard:
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a requeue, or its refusal
             return Forwarded(signum, exc)
         return Forwarded(signum, None)
+
+
+def signal_to_forward(flags: Sequence[int]) -> int:
+    """The signal to hand on, from ``received_flags`` combined over ranks; 0 when none came."""
+    return next((int(sig) for sig, got in zip(FORWARD_ORDER, flags) if got), 0)
 
 
 class Forwarded:
@@ -71,4 +85,4 @@ class Forwarded:
         raise SystemExit(128 + self.signum)
 
 
-__all__: List[str] = ["Forwarded", "PreemptionGuard", "PREEMPTION_SIGNALS"]
+__all__: List[str] = ["Forwarded", "PreemptionGuard", "PREEMPTION_SIGNALS", "signal_to_forward"]

@@ -153,11 +153,12 @@ class QATController:
         (reduce_range) cannot overflow; qnnpack always widens to int32."""
         return self.reduce_range or int8_engine_exact(self.backend)
 
-    def int8_engine(self) -> Optional[str]:
+    def int8_engine(self, backend_exact: Optional[bool] = None) -> Optional[str]:
         """The engine that scores the int8 model exactly here: the configured backend when its
         kernels cannot saturate, else qnnpack (int32 sums on every CPU; slower); None when
-        this torch has neither, and then no int8 score should be reported."""
-        if self.backend_exact_on_this_cpu():
+        this torch has neither, and then no int8 score should be reported. ``backend_exact``:
+        the backend's exactness as all ranks agreed it (one engine for every shard)."""
+        if self.backend_exact_on_this_cpu() if backend_exact is None else backend_exact:
             return self.backend
         return EXACT_ENGINE if EXACT_ENGINE in torch.backends.quantized.supported_engines else None
 

@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.runs.export import run_export
 from acdc_exp.training import checkpoint as ckpt
-from acdc_exp.training.distributed import ranks_identical
-from acdc_exp.training.fingerprint import run_fingerprint, saved_fingerprint
+from acdc_exp.training.distributed import max_over_ranks, ranks_identical
+from acdc_exp.training.fingerprint import first_difference, run_fingerprint, saved_fingerprint
 from acdc_exp.training.int8_member import int8_member
+from acdc_exp.training.metrics import EvaluationStopped
 from acdc_exp.training.summary import build_summary, parameter_counts
 from acdc_exp.training.sync_bn import plain_copy
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
@@ -29,19 +30,27 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
     # the requeue still comes before the time limit; the rerun skips what is on disk
     _stop_if_asked(t)
     int8_metrics, int8_path = _int8_done(t)
-    if int8_metrics is None:
-        int8_metrics, int8_path = int8_member(
-            t.quantizer,
-            plain_copy(t.model) if t.sync_batchnorm else t.model,  # torch.ao converts plain BatchNorm only
-            t.data.val_batches(),
-            t.data.prepare,
-            limit=cfg.data.limit_val_batches,
-            distributed=dist.enabled,
-            reduce_device=t.device,
-            save_dir=t.ckpt_dir if dist.is_main else None,
-            extra={"config": OmegaConf.to_container(cfg, resolve=True), "step": t.step},
-            message=t.logger.message,
-        )
+    if int8_metrics is None and t.quantizer.prepared:
+        # one engine for every rank's shard: the backend only where it is exact on all of them
+        exact = not max_over_ranks(int(not t.quantizer.backend_exact_on_this_cpu()), dist, t.device)
+        try:
+            int8_metrics, int8_path = int8_member(
+                t.quantizer,
+                plain_copy(t.model) if t.sync_batchnorm else t.model,  # torch.ao converts plain BatchNorm only
+                t.data.val_batches(),
+                t.data.prepare,
+                limit=cfg.data.limit_val_batches,
+                distributed=dist.enabled,
+                reduce_device=t.device,
+                save_dir=t.ckpt_dir if dist.is_main else None,
+                extra={"config": OmegaConf.to_container(cfg, resolve=True), "step": t.step},
+                message=t.logger.message,
+                backend_exact=exact,
+                stop=lambda: t.stop_requested,  # the local flag: the evaluation's own all-reduce carries it
+            )
+        except EvaluationStopped:  # every rank raises it (the evaluation's all-reduce carries the stop)
+            t.logger.message(f"[stop] during the int8 evaluation; last.pt (step {t.step}) finishes the run on resume")
+            raise TrainingInterrupted(t.step) from None
     if int8_path is not None:
         paths["int8"] = str(int8_path)
     _stop_if_asked(t)
@@ -90,15 +99,16 @@ def _stop_if_asked(t: Trainer) -> None:
 
 def _int8_done(t: Trainer) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
     """The int8 member already scored for this very step and run (an end stage that stopped
-    after it, or a finished run resumed again), else (None, None)."""
+    after it, or a finished run resumed again), else (None, None). The main rank decides for
+    all (the int8 evaluation that follows otherwise is collective)."""
     path = t.ckpt_dir / ckpt.MEMBER_FILES["int8"]
-    if not t.quantizer.prepared or not path.exists():
-        return None, None
-    saved = ckpt.load(path)
-    if saved.get("step") != t.step or saved_fingerprint(saved) != run_fingerprint(t.cfg):
+    saved = ckpt.load(path) if t.quantizer.prepared and path.exists() and t.dist.is_main else None
+    usable = saved is not None and saved.get("step") == t.step and saved.get("metrics") is not None
+    usable = usable and first_difference(saved_fingerprint(saved) or {}, run_fingerprint(t.cfg)) is None
+    if not max_over_ranks(int(usable), t.dist, t.device):
         return None, None
     t.logger.message(f"[int8] already scored at step {t.step}: {path}")
-    return saved["metrics"], path
+    return (saved["metrics"], path) if t.dist.is_main else ({}, None)
 
 
 def _save_members(t: Trainer) -> Dict[str, str]:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from acdc_exp.data import build_data
-from acdc_exp.launch.preemption import PreemptionGuard
+from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
@@ -129,7 +129,7 @@ def _leave_after_stop(guard: PreemptionGuard, dist: DistInfo, device: torch.devi
     (submitit's handler, for the signal any rank received), then all ranks leave together, so
     SLURM, which ends a step when one task exits non-zero, never cuts the write or the request
     short. The main rank exits as the signal asks; the other ranks exit 0."""
-    signum = max_over_ranks(guard.received or 0, dist, device)
+    signum = signal_to_forward(max_over_ranks(guard.received_flags(), dist, device))
     outcome = guard.forward(signum) if signum and dist.is_main else None
     barrier(dist)
     shutdown(dist)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from submitit.helpers import TorchDistributedEnvironment
@@ -104,10 +104,11 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def max_over_ranks(value: int, info: DistInfo, device: torch.device) -> int:
-    """The largest ``value`` over the ranks (every rank must call it at the same point)."""
+def max_over_ranks(value: int | Sequence[int], info: DistInfo, device: torch.device) -> Any:
+    """The largest ``value`` over the ranks (elementwise for a sequence); every rank must call
+    it at the same point."""
     if not info.enabled:
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
+    t = torch.tensor(value, dtype=torch.int64, device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return int(t.item())
+    return t.tolist()

@@ -22,6 +22,8 @@ DEFINING = ("model", "data", "optimizer", "lr_schedule", "sparsity", "quantizati
 NOT_DEFINING = frozenset(
     {
         "model.weights",
+        "optimizer.fused",  # how the step runs, not what it computes
+        "lr_schedule.name",  # a label
         "data.train_path",
         "data.val_path",
         "data.cache_dir",
@@ -60,9 +62,12 @@ def run_fingerprint(cfg: DictConfig | Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def first_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
-    """``key: saved -> current`` for the first key (in sorted order) whose value differs, or None."""
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+    """``key is saved there, current here`` for the first key (in sorted order) whose value
+    differs, or None. Keys only one side has are skipped: a schema key added or removed since
+    the checkpoint was written says nothing about the run (a changed variant, e.g. another
+    sparsity method, differs in the keys both have: its name)."""
+    for key in sorted(set(saved) & set(current)):
+        a, b = saved[key], current[key]
         if a != b:
             return f"{key} is {a!r} there, {b!r} here"
     return None

@@ -39,16 +39,20 @@ def int8_member(
     save_dir: Optional[Path],
     extra: Dict[str, Any],
     message: Callable[[str], None],
+    backend_exact: Optional[bool] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
     """(metrics, saved path) of ``quantizer``'s int8 conversion of ``model``; (None, None)
     when QAT never started. The model is scored with ``quantizer.int8_engine()``, an engine
     whose kernels cannot saturate here, named in the metrics as ``int8_engine``; where there
-    is none the metrics are None (no inexact score) and the model is still saved. Every rank
-    evaluates its shard (the counts are summed); the file is written only where ``save_dir``
-    is given (rank 0), with ``extra`` beside the state."""
+    is none the metrics are None (no inexact score) and the model is still saved.
+    ``backend_exact``: the backend's exactness as all ranks agreed it (one engine for every
+    shard). Every rank evaluates its shard (the counts are summed; ``stop`` ends it early with
+    EvaluationStopped); the file is written only where ``save_dir`` is given (rank 0), with
+    ``extra`` beside the state."""
     if not quantizer.prepared:
         return None, None
-    engine = quantizer.int8_engine()
+    engine = quantizer.int8_engine(backend_exact)
     if engine != quantizer.backend:
         message(saturation_note(quantizer.backend, engine))
     int8 = quantizer.convert(model, engine)
@@ -56,7 +60,14 @@ def int8_member(
     if engine is not None:
         cpu = torch.device("cpu")
         metrics = evaluate(
-            int8, batches, lambda x: prepare(x).to(cpu), cpu, limit=limit, distributed=distributed, reduce_device=reduce_device
+            int8,
+            batches,
+            lambda x: prepare(x).to(cpu),
+            cpu,
+            limit=limit,
+            distributed=distributed,
+            reduce_device=reduce_device,
+            stop=stop,
         )
         metrics["int8_engine"] = engine
     if save_dir is None:

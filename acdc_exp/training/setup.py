@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import List
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -45,4 +45,22 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
         # on CUDA the fused step reads GradScaler's found_inf on the device: no .item() per step
         on_cuda = all(p.is_cuda for p in decay + no_decay)
         kwargs["fused"] = True if on_cuda else None
-    return get_class(target)(groups, **kwargs)
+    optimizer = get_class(target)(groups, **kwargs)
+    if kwargs.get("fused") and kwargs.get("momentum"):
+        # the fused SGD kernel creates momentum buffers uninitialized and, when GradScaler finds
+        # inf/nan in the first step's gradients (routine at fp16's starting scale), returns before
+        # writing them: start from zeros, which gives the unfused first step exactly (buf = grad)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping how its step runs (``fused``/``foreach``)
+    as it was built here: a checkpoint from another device or an earlier version would switch
+    it, and a fused optimizer whose groups say fused=None breaks GradScaler's step."""
+    built = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keep in zip(optimizer.param_groups, built):
+        group.update(keep)

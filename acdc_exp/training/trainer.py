@@ -27,6 +27,7 @@ from acdc_exp.training.fingerprint import run_fingerprint
 from acdc_exp.training.metrics import evaluate, topk_hits
 from acdc_exp.training.precision import channels_last_on, full_precision, load_scaler_state, resolve_precision
 from acdc_exp.training.results import Results
+from acdc_exp.training.setup import load_optimizer_state
 from acdc_exp.training.sync_bn import has_sync_batchnorm, plain_batchnorm
 
 
@@ -78,7 +79,7 @@ class Trainer:
         self.step = 0
         self.results = Results()
         self.recent = RecentBatches(int(tcfg.bn_recalibration_batches))
-        self._stop_requested = False
+        self.stop_requested = False
         self.forward_model = self._wrap(model)
         sparsifier.attach_optimizer(optimizer)
 
@@ -142,7 +143,7 @@ class Trainer:
             self._enter_qat()
         self.quantizer.load_state_dict(qstate)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         note = load_scaler_state(self.scaler, state.get("scaler"))
         if note:
             self.logger.message(note)
@@ -160,11 +161,11 @@ class Trainer:
 
     def should_stop(self) -> bool:
         """A stop request on any rank stops all ranks at the same step (else DDP deadlocks)."""
-        return any_rank(self._stop_requested, self.dist, self.device)
+        return any_rank(self.stop_requested, self.dist, self.device)
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (preemption, SIGTERM)."""
-        self._stop_requested = True
+        self.stop_requested = True
 
     def save_member(self, name: str, metrics: Dict[str, float]) -> Path:
         state = self.state_dict()
