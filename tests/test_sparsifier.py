@@ -122,3 +122,16 @@ def test_regrow_regrows_dead_channels_with_a_jump():
     w, _ = _dead_channel_run("regrow")
     norms = w.flatten(1).norm(dim=1)
     assert norms[:3].max() > 10 * norms[3:].max()
+
+
+def test_masks_of_other_layers_are_refused_in_one_line():
+    """trainer.resume_force=true past a changed sparsity.params: a clear error, not a KeyError."""
+    import pytest
+
+    from acdc_exp.errors import CheckpointError
+
+    model, opt, sp = make()
+    sgd_step(model, opt, sp, step_plan(0, "compressed", True))
+    other = Sparsifier(model, params=["0.weight"])
+    with pytest.raises(CheckpointError, match=r"other layers than sparsity.params selects here \(e\.g\. 3\.weight\)"):
+        other.load_state_dict(sp.state_dict())

@@ -277,6 +277,12 @@ class Sparsifier:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        other = sorted(set(state["names"]) ^ set(self.names))
+        if other:  # reachable with trainer.resume_force=true: the fingerprint names it otherwise
+            raise CheckpointError(
+                f"the checkpoint's masks cover other layers than sparsity.params selects here (e.g. {other[0]}); "
+                "allowed: the same sparsity.params as the run that wrote it"
+            )
         self.names = list(state["names"])
         # each mask moves to its weight's device and layout, whichever layout it was saved in
         self.last_masks = self._like_params(state["last_masks"])
