@@ -23,7 +23,6 @@ from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.metrics import topk_hits
 from acdc_exp.training.precision import Precision, channels_last_on, full_precision, resolve_precision
-from acdc_exp.training.sync_bn import plain_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
@@ -125,8 +124,7 @@ class Stepper:
 
     def enter_qat(self) -> None:
         """Trainer._enter_qat: swap in the QAT modules, rebind masks, rewrap, fp32 from here on."""
-        with plain_batchnorm(self.model):
-            self.quantizer.prepare(self.model)
+        self.quantizer.prepare(self.model)
         self.sparsifier.rebind(self.model)
         self.forward = self._wrap()
         self.precision = full_precision(self.device)

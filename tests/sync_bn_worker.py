@@ -14,8 +14,8 @@ import torch.distributed as dist
 from torch import nn
 
 from acdc_exp.models import build_model
+from acdc_exp.models.sync_bn import SYNCED_BATCHNORM, to_sync_batchnorm
 from acdc_exp.quantization.qat import QATController
-from acdc_exp.training.sync_bn import SYNCED_BATCHNORM, plain_batchnorm, to_sync_batchnorm
 
 GLOBAL_BATCH = 8
 FLOAT_STEPS, QAT_STEPS = 2, 2
@@ -87,8 +87,7 @@ def main(out_dir: Path) -> None:
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     _train(ddp, opt, x, y, FLOAT_STEPS)
     # QAT start as the trainer does it: swap modules inside the running DDP wrapper
-    with plain_batchnorm(model):
-        _prepare_float_qat(model)
+    _prepare_float_qat(model)  # QATController.prepare unsyncs for the fusion and syncs again
     fused_bns = [n for n, m in model.named_modules() if n.endswith(".bn") and isinstance(m, SYNCED_BATCHNORM)]
     _train(ddp, opt, x, y, QAT_STEPS)
 

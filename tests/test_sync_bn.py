@@ -1,4 +1,4 @@
-"""Synced BatchNorm (acdc_exp.training.sync_bn): the trainer.sync_batchnorm rule, module
+"""Synced BatchNorm (acdc_exp.models.sync_bn): the trainer.sync_batchnorm rule, module
 round trips that keep parameters and checkpoints, the QAT fuse/prepare/convert path, and two
 gloo ranks under torchrun that train like one process on the whole batch."""
 
@@ -17,20 +17,18 @@ from torch import nn
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.models import build_model
-from acdc_exp.quantization.qat import QATController, freeze_bn_stats
-from acdc_exp.training.bn_recalibration import recalibrate_batchnorm
-from acdc_exp.training.sync_bn import (
+from acdc_exp.models.sync_bn import (
     SYNC_BN_BATCH_THRESHOLD,
     SyncBatchNorm1d,
     SyncBatchNorm2d,
     SyncBatchNorm3d,
     from_sync_batchnorm,
     has_sync_batchnorm,
-    plain_batchnorm,
-    plain_copy,
     sync_batchnorm_wanted,
     to_sync_batchnorm,
 )
+from acdc_exp.quantization.qat import QATController, freeze_bn_stats
+from acdc_exp.training.bn_recalibration import recalibrate_batchnorm
 
 PLAIN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -169,8 +167,8 @@ def _images(n: int = 8, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("fuse", [True, False])
 def test_qat_prepare_resync_freeze_and_int8_convert(fuse):
-    """plain -> to_sync -> train -> (QAT) from_sync, prepare, to_sync -> train -> freeze ->
-    int8 from a plain copy: the same as the model that never was synced."""
+    """plain -> to_sync -> train -> QAT prepare (unsyncs, fuses, syncs again) -> train ->
+    freeze -> int8 convert (of a plain copy): the same as the model that never was synced."""
     torch.manual_seed(0)
     ref = build_model("resnet_small", width=8)
     model = to_sync_batchnorm(copy.deepcopy(ref))
@@ -182,11 +180,7 @@ def test_qat_prepare_resync_freeze_and_int8_convert(fuse):
         net(_images()).sum().backward()
         opt.step()
         ctrl = QATController(fuse=fuse)
-        if net is model:
-            with plain_batchnorm(net):
-                ctrl.prepare(net)
-        else:
-            ctrl.prepare(net)
+        ctrl.prepare(net)  # unsyncs for torch.ao's fusion and syncs the fused BNs again
         opt.zero_grad()
         net(_images(seed=1)).sum().backward()
         opt.step()
@@ -195,7 +189,7 @@ def test_qat_prepare_resync_freeze_and_int8_convert(fuse):
         net.train()
         net(_images(seed=2))  # frozen: running stats stay, fused ConvBn uses them
         net.eval()
-        int8[net is model] = ctrl.convert(plain_copy(net) if net is model else net)
+        int8[net is model] = ctrl.convert(net)  # converts a plain copy
 
     bns = {n: type(m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     assert bns and set(bns.values()) == {SyncBatchNorm2d}

@@ -13,10 +13,10 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from acdc_exp.errors import ConfigError, check_choice
+from acdc_exp.models.sync_bn import sync_batchnorm_choice
 from acdc_exp.plan import Plan
 from acdc_exp.sparsity.masks import check_sparsity, parse_mask_type
 from acdc_exp.sparsity.sparsifier import DEAD_CHANNELS, RESET_MOMENTUM, check_count
-from acdc_exp.training.sync_bn import sync_batchnorm_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 

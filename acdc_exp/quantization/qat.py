@@ -21,6 +21,7 @@ from torch.ao.quantization.quantize import _observer_forward_hook as _torch_obse
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.machine import int8_engine_exact
+from acdc_exp.models.sync_bn import from_sync_batchnorm, plain_batchnorm
 from acdc_exp.plan import StepPlan
 from acdc_exp.quantization.qconfig import SymmetricWeightFakeQuantize, build_qconfig, check_backend, quiet_ao, use_engine
 from acdc_exp.quantization.regions import assign_qconfig, check_submodules, fusion_groups
@@ -105,7 +106,9 @@ class QATController:
             raise RuntimeError("QATController.prepare called twice")
         device = _model_device(model)
         was_training = model.training
-        with quiet_ao():
+        # torch.ao fuses Conv with plain BatchNorm only: unsync for the swap; the BNs (the fused
+        # modules' ones included) are synced again after it
+        with quiet_ao(), plain_batchnorm(model):
             if self.fuse:
                 # the QAT fusion needs train mode (eval-mode fusion folds BN away)
                 model.train()
@@ -210,8 +213,8 @@ def _swap_observer_hooks(model: nn.Module, old: Callable, new: Callable) -> None
 
 
 def convert_to_int8(model: nn.Module, backend: str = "x86") -> nn.Module:
-    """Deep copy -> CPU -> eval -> ``torch.ao.quantization.convert``."""
-    int8 = copy.deepcopy(model).cpu().eval()
+    """Deep copy -> CPU -> eval -> plain BatchNorm -> ``torch.ao.quantization.convert``."""
+    int8 = from_sync_batchnorm(copy.deepcopy(model).cpu().eval())  # convert knows plain BatchNorm only
     # convert drops torch's own observer hook by identity (ours would move onto the int8 modules)
     _swap_observer_hooks(int8, _fake_quant_output, _torch_observer_hook)
     # packed int8 weights belong to the engine they were packed for, and the caller runs the

@@ -13,11 +13,10 @@ from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.runs.export import run_export
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import max_over_ranks, ranks_identical
-from acdc_exp.training.fingerprint import first_difference, run_fingerprint, saved_fingerprint
+from acdc_exp.training.fingerprint import run_difference
 from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.metrics import EvaluationStopped
 from acdc_exp.training.summary import build_summary, parameter_counts
-from acdc_exp.training.sync_bn import plain_copy
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -36,7 +35,7 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
         try:
             int8_metrics, int8_path = int8_member(
                 t.quantizer,
-                plain_copy(t.model) if t.sync_batchnorm else t.model,  # torch.ao converts plain BatchNorm only
+                t.model,
                 t.data.val_batches(),
                 t.data.prepare,
                 limit=cfg.data.limit_val_batches,
@@ -104,7 +103,7 @@ def _int8_done(t: Trainer) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
     path = t.ckpt_dir / ckpt.MEMBER_FILES["int8"]
     saved = ckpt.load(path) if t.quantizer.prepared and path.exists() and t.dist.is_main else None
     usable = saved is not None and saved.get("step") == t.step and saved.get("metrics") is not None
-    usable = usable and first_difference(saved_fingerprint(saved) or {}, run_fingerprint(t.cfg)) is None
+    usable = usable and run_difference(saved, t.cfg) is None
     if not max_over_ranks(int(usable), t.dist, t.device):
         return None, None
     t.logger.message(f"[int8] already scored at step {t.step}: {path}")

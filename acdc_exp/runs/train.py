@@ -14,6 +14,7 @@ from torch import nn
 from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger
+from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
 from acdc_exp.runs.finish import finish_run
@@ -23,7 +24,6 @@ from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_di
 from acdc_exp.training.fingerprint import check_same_run
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
-from acdc_exp.training.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
 

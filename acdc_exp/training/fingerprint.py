@@ -83,11 +83,16 @@ def saved_fingerprint(state: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     return None
 
 
+def run_difference(state: Mapping[str, Any], cfg: DictConfig) -> Optional[str]:
+    """How a checkpoint's run differs from ``cfg``'s (first differing key), or None: the same run."""
+    saved = saved_fingerprint(state)
+    return "it records no config" if saved is None else first_difference(saved, run_fingerprint(cfg))
+
+
 def check_same_run(state: Mapping[str, Any], cfg: DictConfig, source: str, *, force: bool) -> Optional[str]:
     """Refuse (CheckpointError, one line) to resume from ``source`` when its fingerprint differs
     from ``cfg``'s; with ``force`` return the difference as a note for the log instead."""
-    saved = saved_fingerprint(state)
-    diff = "it records no config" if saved is None else first_difference(saved, run_fingerprint(cfg))
+    diff = run_difference(state, cfg)
     if diff is None:
         return None
     if force:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.metric_keys import eval_row, step_row
+from acdc_exp.models.sync_bn import has_sync_batchnorm
 from acdc_exp.plan import Plan, StepPlan
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
@@ -28,7 +29,6 @@ from acdc_exp.training.metrics import evaluate, topk_hits
 from acdc_exp.training.precision import channels_last_on, full_precision, load_scaler_state, resolve_precision
 from acdc_exp.training.results import Results
 from acdc_exp.training.setup import load_optimizer_state
-from acdc_exp.training.sync_bn import has_sync_batchnorm, plain_batchnorm
 
 
 class TrainingInterrupted(Exception):
@@ -95,12 +95,10 @@ class Trainer:
         return model
 
     def _enter_qat(self) -> None:
-        """Swap in the QAT modules (fused with plain BatchNorm, the only kind torch.ao fuses; the
-        fused BNs are synced again after), rebind masks, rewrap; fp32 from here on whatever
+        """Swap in the QAT modules (synced BatchNorm stays synced), rebind masks, rewrap; fp32 from here on whatever
         ``trainer.amp`` says: fake-quantized activations in fp16/bf16 leave the int8 grid and the
         int8 model would disagree with the QAT model (SparseML turns AMP off for QAT too)."""
-        with plain_batchnorm(self.model):
-            self.quantizer.prepare(self.model)
+        self.quantizer.prepare(self.model)
         self.sparsifier.rebind(self.model)
         self.forward_model = self._wrap(self.model)
         if self.precision.dtype is not None:

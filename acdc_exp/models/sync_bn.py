@@ -15,20 +15,18 @@ and otherwise are exactly BatchNorm. Conversion moves the module's whole state (
 ``nn.Parameter`` and buffer objects, hooks, qconfig, observers, train/eval mode), so the
 optimizer, the sparsifier and DDP keep their references and state_dict keys do not change.
 
-Trainer order (torch.ao's QAT fuser only knows the plain BatchNorm2d)::
+Use (runs/train.py)::
 
     if sync_batchnorm_wanted(cfg.trainer.sync_batchnorm, per_process_batch, world_size):
         model = to_sync_batchnorm(model)        # before DDP wraps it
-    ... train ...
-    with plain_batchnorm(model):                # QAT start: unsync, fuse/prepare, sync again
-        quantizer.prepare(model)
-    ... train (the fused ConvBn's ``.bn`` is synced) ...
-    int8 = quantizer.convert(plain_copy(model)) # int8 from a plain deep copy
+
+torch.ao's QAT fuser and ``convert`` know only the plain BatchNorm2d: QATController.prepare
+unsyncs around its module swap (``plain_batchnorm``) and syncs the fused modules' ``.bn``
+again; ``convert_to_int8`` unsyncs its own copy (``from_sync_batchnorm``).
 """
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional, Type
 
@@ -228,8 +226,3 @@ def plain_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         if was_synced:
             to_sync_batchnorm(model, group)
-
-
-def plain_copy(model: nn.Module) -> nn.Module:
-    """A deep copy with plain BatchNorms (for ``tq.convert`` / export); ``model`` is untouched."""
-    return from_sync_batchnorm(copy.deepcopy(model))
