@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO))
 from omegaconf import OmegaConf  # noqa: E402
 
 from acdc_exp.config.groups import DataConfig  # noqa: E402
+from acdc_exp.config.schema import register_configs  # noqa: E402
 from acdc_exp.data import build_data  # noqa: E402
+from acdc_exp.data.beton_names import beton_file_name  # noqa: E402
 from acdc_exp.data.beton_writer import write_beton  # noqa: E402
 from acdc_exp.data.synthetic import make_image_tree  # noqa: E402
 
@@ -63,8 +65,9 @@ def _tree(cache: Path, images: int, classes: int) -> Path:
 
 
 def _betons(cache: Path, tree: Path, max_resolution: int) -> Dict[str, Path]:
-    """FFCV-ImageNet-style betons: ``<split>_<max side>_0.50_90.beton``."""
-    betons = {split: cache / f"{split}_{tree.name}_{max_resolution}_0.50_90.beton" for split in ("train", "val")}
+    """FFCV-ImageNet-style betons, named as acdc-data write names them (``train_500_0.50_90.beton``)."""
+    folder = cache / f"betons_{tree.name}"
+    betons = {split: folder / beton_file_name(split, max_resolution, 0.5, 90) for split in ("train", "val")}
     for split, beton in betons.items():
         if not beton.is_file():
             write_beton(
@@ -130,6 +133,7 @@ def main() -> None:
     tree_mb = sum(f.stat().st_size for f in (tree / "train").rglob("*")) / 2**20
 
     # the shipped ImageNet FFCV option, with the benchmark's sizes
+    register_configs()  # the beton_path resolver its paths use
     shipped = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "data" / "imagenet_ffcv.yaml"), resolve=True)
     common = dict(
         shipped,

@@ -26,6 +26,8 @@ from acdc_exp.training.precision import Precision, channels_last_on, full_precis
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
+# its AC/DC-only settings, which Hydra merges under sparsity: when sparsity=acdc (the default)
+EXPERIMENT_ACDC = ROOT / "configs" / "sparsity" / "experiment" / "acdc_resnet50_imagenet_acdc85_quant.yaml"
 SGD_CONFIG = ROOT / "configs" / "optimizer" / "sgd.yaml"
 SMALL_PARAMS = ["layer*.conv*.weight", "layer*.downsample.0.weight"]  # configs/sparsity/acdc.yaml
 # ImageNet mean/std on the 0-255 scale, as configs/data/imagenet_ffcv.yaml gives DataModule.prepare
@@ -38,7 +40,11 @@ SYNC_WARNING = "synchronizing"  # torch's sync debug warning: "called a synchron
 
 
 def experiment() -> DictConfig:
-    return OmegaConf.load(EXPERIMENT)
+    """The reference experiment as Hydra composes its sparsity node, without Hydra (a bare GPU
+    machine may lack it): the experiment file, then its AC/DC-only settings."""
+    xp = OmegaConf.load(EXPERIMENT)
+    xp.sparsity = OmegaConf.merge(xp.sparsity, OmegaConf.load(EXPERIMENT_ACDC))
+    return xp
 
 
 def plan(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from acdc_exp.config.schema import DataConfig
+from acdc_exp.config.schema import DataConfig, register_configs
 from acdc_exp.data.beton_writer import write_beton
 from acdc_exp.data.synthetic import class_colour, make_image_tree
 
@@ -59,6 +59,7 @@ def data_config(loader: str, paths: Dict[str, Path], **overrides) -> DataConfig:
     )
     values.update(overrides)
     # the rest as the shipped ImageNet FFCV option sets it (the schema leaves values to the YAML)
+    register_configs()  # the beton_path resolver its train/val paths use
     shipped = OmegaConf.to_container(OmegaConf.load(CONFIGS / "data" / "imagenet_ffcv.yaml"), resolve=True)
     return DataConfig(**{**shipped, **values})
 

@@ -115,7 +115,9 @@ def test_bad_override_is_refused_in_process(override, fragment):
         (["optimizer.lrr=0.1"], "lrr"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
         (["lr_schedule.peak_lr=-1"], "negative"),
-        (["data=imagenet_ffcv", "data.train_path=/nonexistent/train.beton"], "/nonexistent/train.beton"),
+        (["model=resnet18", "data=imagenet_ffcv", "data.train_path=/nonexistent/train.beton"], "/nonexistent/train.beton"),
+        # data= alone would train the digits demo's model and schedule on it
+        (["data=imagenet_ffcv"], "name model= to train another model on it"),
         # per-variant schemas: a key of another variant of the group is an error
         (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' not in 'AcdcSparsityConfig'"),
         (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' not in 'GmpSparsityConfig'"),

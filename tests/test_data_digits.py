@@ -12,10 +12,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from acdc_exp.config.schema import DataConfig
+from acdc_exp.config.schema import DataConfig, register_configs
 from acdc_exp.data import build_data
 from acdc_exp.data.beton import check_beton
-from acdc_exp.data.digits import NUM_CLASSES, TOTAL, digits_arrays, digits_mean_std, ensure_digits
+from acdc_exp.data.digits import NUM_CLASSES, TOTAL, TRAIN_IMAGES, digits_arrays, digits_mean_std, ensure_digits
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ CONFIGS = REPO / "configs" / "data"
 
 
 def _config(name: str, **overrides) -> DataConfig:
+    register_configs()  # the beton_path resolver of imagenet_ffcv.yaml
     cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONFIGS / f"{name}.yaml"), overrides)
     return cfg
 
@@ -35,7 +36,7 @@ def digits(tmp_path_factory):
 def test_counts_and_stratified_split(digits):
     n_train = check_beton(digits.train_beton).num_samples
     n_val = check_beton(digits.val_beton).num_samples
-    assert n_train + n_val == TOTAL == 1797 and n_val == 360
+    assert n_train + n_val == TOTAL == 1797 and n_val == 360 and n_train == TRAIN_IMAGES
     per_class = {
         split: [len(list((d / str(c)).glob("*.png"))) for c in range(NUM_CLASSES)]
         for split, d in (("train", digits.train_dir), ("val", digits.val_dir))
@@ -90,6 +91,7 @@ def test_data_configs_merge_into_schema(name, monkeypatch):
     validate_data_config(cfg)
     if name == "imagenet_ffcv":
         assert cfg.train_path == "/betons/train_500_0.50_90.beton" and cfg.val_res == 224
+        assert cfg.val_path == "/betons/val_500_0.50_90.beton" and cfg.train_images == 1281167
     if name == "imagenet_folder":
         assert cfg.val_path == "/imagenet/val" and cfg.loader == "folder"
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
+import torch
+from conftest import cli, small_overrides
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.training.distributed import cuda_index
+from acdc_exp.training.setup import gpus_granted, resolve_device
 
 
 @pytest.mark.parametrize("local_rank,visible", [(0, 1), (0, 4), (1, 4), (3, 4), (7, 8)])
@@ -37,3 +43,53 @@ def test_message_reads_the_environment_by_default(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     with pytest.raises(ConfigError, match=r"CUDA_VISIBLE_DEVICES=<unset>"):
         cuda_index(2, 2)
+
+
+# --- trainer.device: a job that was given GPUs never runs on the CPU --------------------------
+
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
+
+
+@pytest.mark.parametrize(
+    "env,granted",
+    [
+        ({}, None),
+        ({"SLURM_GPUS_ON_NODE": "0"}, None),
+        ({"SLURM_JOB_ID": "7", "SLURM_CPUS_ON_NODE": "10"}, None),
+        ({"SLURM_GPUS_ON_NODE": "8"}, "SLURM_GPUS_ON_NODE=8"),
+        ({"SLURM_STEP_GPUS": "0,1"}, "SLURM_STEP_GPUS=0,1"),
+    ],
+)
+def test_gpus_granted_reads_what_slurm_sets(env, granted):
+    assert gpus_granted(env) == granted
+
+
+@needs_no_cuda
+def test_auto_falls_back_to_cpu_only_when_no_gpus_were_granted():
+    assert resolve_device("auto", {}) == torch.device("cpu")
+    assert resolve_device("cpu", {"SLURM_GPUS_ON_NODE": "8"}) == torch.device("cpu")  # explicit cpu is allowed
+    with pytest.raises(ConfigError) as err:
+        resolve_device("auto", {"SLURM_GPUS_ON_NODE": "8"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "SLURM gave this job GPUs (SLURM_GPUS_ON_NODE=8) but CUDA is unusable" in message
+    assert "trainer.device=cpu" in message
+    with pytest.raises(ConfigError, match="trainer.device=cuda but CUDA is unusable"):
+        resolve_device("cuda", {})
+
+
+@needs_no_cuda
+def test_a_gpu_job_without_cuda_stops_in_one_line_before_training(tmp_path):
+    env = {**os.environ, "SLURM_GPUS_ON_NODE": "8", "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [cli("acdc-train"), *small_overrides(tmp_path), f"hydra.run.dir={run}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("acdc-train: error: SLURM gave this job GPUs (SLURM_GPUS_ON_NODE=8)"), proc.stderr[-2000:]
+    assert not (run / "checkpoints").exists()

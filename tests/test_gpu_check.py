@@ -98,3 +98,21 @@ def test_gpu_check_without_a_gpu_says_so():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gpu_check: error: --device cuda but no CUDA device is visible; allowed here: --device cpu"
+
+
+def test_gpu_check_reads_the_reference_sparsity_as_hydra_composes_it():
+    """gpu_check reads the experiment's YAML files without Hydra: they must add up to the
+    composed reference config's sparsity node."""
+    from omegaconf import OmegaConf
+
+    from acdc_exp.config.compose import compose_config
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from gpu_check_steps import experiment
+    finally:
+        sys.path.pop(0)
+    composed = OmegaConf.to_container(compose_config(["experiment=resnet50_imagenet_acdc85_quant"]).sparsity, resolve=True)
+    read = OmegaConf.to_container(experiment().sparsity, resolve=True)
+    assert {key: composed[key] for key in read} == read
+    assert {"reset_momentum", "update_frequency", "dead_channels", "params", "mask_type"} <= read.keys()

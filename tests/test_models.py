@@ -7,6 +7,7 @@ import torch
 
 from acdc_exp.errors import CheckpointError, ConfigError
 from acdc_exp.models import build_model
+from acdc_exp.models.factory import random_weights_note
 
 
 @pytest.mark.parametrize("name, convs", [("resnet18", 20), ("resnet34", 36), ("resnet50", 53)])
@@ -68,3 +69,11 @@ def test_small_resnet_forward_and_float_classifier():
     # the DeQuantStub precedes the classifier so QAT can keep fc in float
     names = [n for n, _ in model.named_children()]
     assert names.index("dequant") < names.index("fc")
+
+
+def test_random_weights_note_only_for_torchvision_resnets_from_scratch():
+    note = random_weights_note("resnet50", False)
+    assert note.startswith("[model] resnet50 starts from random weights (model.pretrained=false);")
+    assert "\n" not in note and "model.pretrained=true" in note
+    assert random_weights_note("resnet18", True) is None
+    assert random_weights_note("resnet_small", False) is None  # no ImageNet weights to start from

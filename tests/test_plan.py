@@ -161,3 +161,24 @@ def test_regrowth_epochs_and_dense_phase_lr_ramp():
     assert differ == [8, 14, 20]
     with pytest.raises(ConfigError, match="dense_phase_warmup_epochs=-1.0"):
         Plan(epochs=3, steps_per_epoch=2, lr_segments=seg, weight_decay=0.0, dense_phase_warmup_epochs=-1.0)
+
+
+@pytest.mark.parametrize(
+    "overrides,steps_per_epoch",
+    [
+        ([], 22),
+        (["trainer.epochs=1"], 22),
+        (["sparsity=gmp"], 7),
+        (["sparsity.update_frequency=0.7"], 3),
+        (["sparsity=acdc_paper"], 5),
+    ],
+)
+def test_epoch_table_marks_the_epochs_whose_steps_update_masks(overrides, steps_per_epoch):
+    """The table's mask column is read per epoch, not step by step: it must say what the steps say."""
+    from acdc_exp.config.compose import compose_config, finalize
+
+    plan = Plan.from_config(finalize(compose_config(overrides)), steps_per_epoch)
+    spe = steps_per_epoch
+    per_step = [any(plan.at(s).update_masks for s in range(e * spe, (e + 1) * spe)) for e in range(plan.epochs)]
+    assert [row["mask_update"] for row in plan.epoch_table()] == per_step
+    assert any(per_step)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Tuple
 
 import pytest
 import yaml
@@ -15,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
+from acdc_exp.config.precheck import Launch
 from acdc_exp.config.schema import register_configs
 from acdc_exp.data.settings import batches_for_rank, val_batch_for_rank, validate_data_config
 from acdc_exp.errors import DataError
@@ -23,16 +23,15 @@ REFERENCE = "experiment=resnet50_imagenet_acdc85_quant"
 PRESETS = sorted(p.stem for p in (Path(config_dir()) / "hydra" / "launcher").glob("*.yaml"))
 
 
-def _ranks(preset: str) -> Tuple[int, int, object]:
-    """(nodes, tasks_per_node, gpus_per_node) of the preset as Hydra composes it (defaults
-    chains such as slurm_multinode -> slurm_1node_8gpu included)."""
+def _launch(preset: str) -> Launch:
+    """What the preset gives a job as Hydra composes it (defaults chains such as
+    slurm_multinode -> slurm_1node_8gpu included), read as the multirun precheck reads it."""
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        launcher = compose("train", [REFERENCE, f"hydra/launcher={preset}"], return_hydra_config=True).hydra.launcher
+        hydra_cfg = compose("train", [REFERENCE, f"hydra/launcher={preset}"], return_hydra_config=True).hydra
     GlobalHydra.instance().clear()
-    # a launcher without SLURM's fields runs one process
-    return int(launcher.get("nodes", 1)), int(launcher.get("tasks_per_node", 1)), launcher.get("gpus_per_node")
+    return Launch.of(hydra_cfg)
 
 
 def test_presets_are_discovered():
@@ -41,10 +40,10 @@ def test_presets_are_discovered():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_reference_job_batches_split_over_every_rank_of_the_preset(preset):
-    nodes, tasks, gpus = _ranks(preset)
-    if gpus is not None:  # one DDP rank per GPU: the world size is the GPU count
-        assert tasks == int(gpus), (preset, tasks, gpus)
-    world = nodes * tasks
+    launch = _launch(preset)
+    if launch.gpus:  # one DDP rank per GPU: the world size is the GPU count
+        assert launch.ranks == launch.gpus, launch
+    world = launch.ranks
     cfg = finalize(compose_config([REFERENCE, f"hydra/launcher={preset}"]))  # what the job validates
     validate_data_config(cfg.data)
     shares = [batches_for_rank(cfg.data, rank, world) for rank in range(world)]

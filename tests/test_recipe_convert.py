@@ -100,6 +100,18 @@ def test_model_card_markdown_equals_yaml():
     assert card == _convert(FIXTURE)
 
 
+def test_loaded_recipe_gives_the_same_sections_with_the_cards_pretrained_flag(tmp_path):
+    from acdc_exp.recipe.convert import recipe_sections
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        card = recipe_sections(load_recipe(MODEL_CARD))  # what acdc-recipe convert writes
+    assert card == _convert(MODEL_CARD) and card["model"] == {"pretrained": True}
+    body = MODEL_CARD.read_text().replace("--pretrained True", "--pretrained maybe")
+    with pytest.raises(ConfigError, match="--pretrained 'maybe' in its training command; allowed: True, False"):
+        _convert(_write(tmp_path, body, "card.md"))
+
+
 def test_markdown_without_yaml_fence(tmp_path):
     p = _write(tmp_path, "# A card\n\n```bash\nsparseml.train --recipe x\n```\n", "card.md")
     with pytest.raises(ConfigError, match=r"no ```yaml code fence with modifiers \(0 yaml fence\(s\) found\)"):

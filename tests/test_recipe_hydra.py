@@ -28,17 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 FIXTURE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.yaml"
 EXPERIMENT = "resnet50_imagenet_acdc85_quant"
-RECIPE_RUN = ["model=resnet50", "data=imagenet_ffcv", f"recipe={FIXTURE}"]
+MODEL_CARD = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
+STEM = "resnet50_imagenet_pruned85_quant_acdc"
+# a bare .yaml recipe has no --pretrained: on a torchvision ResNet the run must say it (the experiment does)
+RECIPE_RUN = ["model=resnet50", "data=imagenet_ffcv", f"recipe={FIXTURE}", "model.pretrained=true"]
 SPE = 4  # steps per epoch for plan traces
 
 
-def _compose(overrides: List[str], extra_dir: Optional[Path] = None) -> DictConfig:
+def _compose(overrides: List[str], extra_dir: Optional[Path] = None, hydra_cfg: bool = False) -> DictConfig:
     register_configs()
     GlobalHydra.instance().clear()
     if extra_dir is not None:
         overrides = [*overrides, f"hydra.searchpath=[file://{extra_dir}]"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=overrides, return_hydra_config=hydra_cfg)
 
 
 def _with_recipe(overrides: List[str]) -> DictConfig:
@@ -121,8 +124,7 @@ def test_recipe_equals_shipped_experiment(experiment_cfg, recipe_cfg, recipe_key
 
 
 def test_model_card_recipe_starts_from_pretrained_weights_like_the_experiment(experiment_cfg):
-    card = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
-    run = ["model=resnet50", "data=imagenet_ffcv", f"recipe={card}"]
+    run = ["model=resnet50", "data=imagenet_ffcv", f"recipe={MODEL_CARD}"]
     assert _with_recipe(run).model.pretrained is True and experiment_cfg.model.pretrained is True
     assert _with_recipe(run + ["model.pretrained=false"]).model.pretrained is False  # the command line wins
 
@@ -257,3 +259,58 @@ def test_cli_show_and_errors(capsys, tmp_path):
     assert capsys.readouterr().err.strip() == (
         "acdc-recipe: error: --name 'bad name' is not a valid experiment name; allowed: letters, digits, _ . -"
     )
+
+
+def test_cli_convert_of_the_model_card_keeps_pretrained_and_the_recipe_name(tmp_path, capsys, experiment_cfg, recipe_keys):
+    recipe_main(["convert", str(MODEL_CARD)])  # no --name: the recipe's stem, as a recipe= run of it is named
+    out = capsys.readouterr().out
+    assert "\nmodel:\n  pretrained: true\n" in out and f"\nexperiment_name: {STEM}\n" in out
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "from_card.yaml").write_text(out)
+    converted = _compose(["experiment=from_card"], extra_dir=tmp_path)
+    assert _schedule(converted, recipe_keys) == _schedule(experiment_cfg, recipe_keys)
+    assert (converted.model.name, converted.model.pretrained, converted.experiment_name) == ("resnet50", True, STEM)
+    assert converted.recipe is None  # the experiment stands alone
+
+    recipe_main(["convert", str(FIXTURE)])  # a bare .yaml says nothing: the model config's default stays
+    out = capsys.readouterr().out
+    assert "\nmodel:" not in out and "no --pretrained in the recipe" in out
+    (tmp_path / "experiment" / "from_yaml.yaml").write_text(out)
+    assert _compose(["experiment=from_yaml"], extra_dir=tmp_path).model.pretrained is False
+
+
+def test_recipe_run_is_named_after_the_recipe():
+    assert _compose([f"recipe={FIXTURE}"]).experiment_name == STEM
+    assert _compose([f"recipe={MODEL_CARD}", "model=resnet50"]).experiment_name == STEM
+    assert _compose(["recipe='recipes/acdc 90.md'"]).experiment_name == "acdc_90"  # a folder and W&B name
+    # explicit names win: the command line, an experiment; no recipe: the demo's name
+    assert _compose([f"recipe={FIXTURE}", "experiment_name=mine"]).experiment_name == "mine"
+    assert _compose([f"experiment={EXPERIMENT}", f"recipe={FIXTURE}"]).experiment_name == EXPERIMENT
+    assert _compose([]).experiment_name == "digits_acdc"
+    assert _compose(["sparsity=gmp"]).experiment_name == "digits_gmp"
+    # Hydra builds the run dir from the name before the recipe is read
+    run_dir = _compose([f"recipe={FIXTURE}", "paths.runs_root=/r"], hydra_cfg=True).hydra.run.dir
+    assert run_dir.startswith(f"/r/{STEM}/")
+
+
+def test_bare_yaml_recipe_on_a_torchvision_resnet_needs_explicit_pretrained():
+    from acdc_exp.config.compose import compose_config, finalize
+
+    def final(overrides):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the recipe's duplicate params
+            return finalize(compose_config(overrides), overrides)
+
+    bare = ["model=resnet50", "data=imagenet_ffcv", f"recipe={FIXTURE}"]
+    with pytest.raises(ConfigError) as err:
+        final(bare)
+    msg = str(err.value)
+    assert "\n" not in msg and f"recipe {str(FIXTURE)!r} does not say whether model resnet50 starts" in msg
+    assert "allowed: model.pretrained=true" in msg and "model.pretrained=false (random weights)" in msg
+    assert final([*bare, "model.pretrained=false"]).model.pretrained is False
+    assert final([*bare, "model.pretrained=true"]).model.pretrained is True
+    # decided elsewhere: the model card's command, an experiment that starts pretrained;
+    # and the small ResNet has no pretrained weights to forget
+    assert final(["model=resnet50", "data=imagenet_ffcv", f"recipe={MODEL_CARD}"]).model.pretrained is True
+    assert final([f"experiment={EXPERIMENT}", f"recipe={FIXTURE}"]).model.pretrained is True
+    assert final([f"recipe={FIXTURE}"]).model.name == "resnet_small"

@@ -47,8 +47,8 @@ def _command(betons: Path, pretrained: Path, run: Path) -> list:
         f"recipe={RECIPE}",
         f"recipe_args={RECIPE_ARGS}",
         f"model.weights={pretrained}",
-        f"data.train_path={betons / 'train.beton'}",
-        f"data.val_path={betons / 'val.beton'}",
+        f"data.beton_dir={betons}",
+        "data.max_resolution=80",  # as reference_betons wrote them
         "data.num_classes=5",
         "data.res=64",
         "data.val_res=64",

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 from types import MappingProxyType
-from typing import Callable, List, Mapping, NoReturn, Sequence
+from typing import Callable, List, Mapping, NoReturn, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from acdc_exp.config.compose import compose_config, config_dir
+from acdc_exp.config.compose import config_dir
+from acdc_exp.config.precheck import Prepare, check_run, check_sweep, run_mode
 from acdc_exp.config.schema import register_configs
 from acdc_exp.errors import AcdcError
 
-# flags after which argv is not a plain list of overrides (hydra options, multirun, help)
-_NON_OVERRIDE_PREFIX = "-"
+# compose and validate the run, or every job of a sweep (-m), then stop: nothing is launched
+CHECK_FLAG = "--check"
 
 
 def die(prog: str, message: str, code: int = 2) -> NoReturn:
@@ -24,37 +26,48 @@ def die(prog: str, message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def plain_overrides(argv: Sequence[str]) -> bool:
-    """True when argv holds only ``key=value`` overrides (so they can be checked up front)."""
-    return all(not a.startswith(_NON_OVERRIDE_PREFIX) for a in argv)
-
-
-def precheck_overrides(prog: str, argv: Sequence[str], config_name: str = "train") -> None:
-    """Compose once before Hydra runs the job, so a bad override is one line and exit 2."""
-    guarded(prog, lambda: compose_config(list(argv), config_name=config_name))
-
-
 def hydra_command(
     prog: str,
     config_name: str,
     task: Callable[[DictConfig, List[str]], object],
     renamed_flags: Mapping[str, str] = MappingProxyType({}),
+    prepare: Optional[Prepare] = None,
 ) -> None:
     """Run ``task(cfg, overrides)`` as a Hydra app on ``configs/<config_name>.yaml``: overrides,
-    ``--help`` (the command's config groups), ``--cfg job``; a bad override is one line and
-    exit 2, and so is a flag of ``renamed_flags`` (an earlier version's flag -> its override)."""
+    ``-m`` sweeps, ``--help`` (the command's config groups), ``--cfg job``. ``prepare(cfg,
+    overrides, launch)`` is what a job does first (validation); the task gets its result. It
+    runs before Hydra starts anything, for the run or for every job of a sweep, so a bad
+    override or value is one line and exit 2 (one line per bad job), with nothing launched or
+    written; so is a flag of ``renamed_flags`` (an earlier version's flag -> its override).
+    ``--check`` stops after that check (exit 0): a sweep can be checked before it is queued."""
     register_configs()
-    argv = sys.argv[1:]
+    argv = [a for a in sys.argv[1:] if a != CHECK_FLAG]
+    check_only = len(argv) < len(sys.argv) - 1
     old = [a for a in argv if a in renamed_flags]
     if old:
         die(prog, f"{old[0]} is now the override {renamed_flags[old[0]]}")
-    if plain_overrides(argv):
-        precheck_overrides(prog, argv, config_name)
+    prepared = None  # the run's config, prepared by the precheck: the job does not repeat it
+    mode = guarded(prog, lambda: run_mode(argv))
+    if mode is not None and mode[0] is RunMode.MULTIRUN:
+        bad = guarded(prog, lambda: check_sweep(mode[1], config_name, prepare))
+        for line in bad[:-1]:
+            print(f"{prog}: error: {line}", file=sys.stderr)
+        if bad:
+            die(prog, bad[-1])
+    elif mode is not None:
+        prepared = guarded(prog, lambda: check_run(mode[1], config_name, prepare))
+    if check_only:
+        what = "every job of the sweep" if mode is not None and mode[0] is RunMode.MULTIRUN else "the run"
+        print(f"{prog}: {what} composes and validates; nothing launched ({CHECK_FLAG})")
+        sys.exit(0 if mode is not None else 2)
 
     def app(cfg: DictConfig) -> object:
-        return task(cfg, list(HydraConfig.get().overrides.task))
+        overrides = list(HydraConfig.get().overrides.task)
+        if prepare is not None:
+            cfg = prepared if prepared is not None else guarded(prog, lambda: prepare(cfg, overrides, None))
+        return task(cfg, overrides)
 
-    hydra.main(config_path=config_dir(), config_name=config_name, version_base="1.3")(app)()
+    hydra.main(config_path=guarded(prog, config_dir), config_name=config_name, version_base="1.3")(app)()
 
 
 def guarded(prog: str, fn: Callable[[], object]) -> object:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from acdc_exp.data.beton_names import REFERENCE_SETTINGS, beton_file_name, config_overrides, jpeg_share
 from acdc_exp.errors import AcdcError
 
 
@@ -23,13 +24,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    w = sub.add_parser("write", help="DIR/train and DIR/val folders -> OUT/train.beton, OUT/val.beton")
+    ref = REFERENCE_SETTINGS
+    w = sub.add_parser(
+        "write",
+        help=f"DIR/train and DIR/val folders -> OUT/{beton_file_name('train', **ref)}, OUT/{beton_file_name('val', **ref)}",
+        description="Write DIR/train and DIR/val to OUT/<split>_<max side>_<JPEG share>_<JPEG quality>.beton, the "
+        "names configs/data/imagenet_ffcv.yaml looks for. The defaults are FFCV's ResNet-50 betons (the reference job's).",
+    )
     w.add_argument("--src", required=True, type=Path, help="folder holding train/ and val/")
     w.add_argument("--out", required=True, type=Path, help="output folder for the .beton files")
-    w.add_argument("--max-resolution", type=_positive, default=256, help="longest stored side in pixels (default 256)")
-    w.add_argument("--jpeg-quality", type=int, default=90)
-    w.add_argument("--compress-probability", type=float, default=0.5)
-    w.add_argument("--write-mode", default="proportion", choices=["raw", "jpg", "smart", "proportion"])
+    w.add_argument(
+        "--max-resolution",
+        type=_positive,
+        default=ref["max_resolution"],
+        help="longest stored side in pixels (default %(default)s)",
+    )
+    w.add_argument("--jpeg-quality", type=int, default=ref["jpeg_quality"], help="default %(default)s")
+    w.add_argument(
+        "--compress-probability",
+        type=float,
+        default=ref["compress_probability"],
+        help="share stored as JPEG (default %(default)s)",
+    )
+    # no "smart": its JPEG share depends on the images, so no file name can state it
+    w.add_argument("--write-mode", default="proportion", choices=["raw", "jpg", "proportion"], help="raw: no JPEG, jpg: all")
     w.add_argument("--num-workers", type=_positive, default=1)
     w.add_argument("--chunk-size", type=_positive, default=100)
     w.add_argument("--force", action="store_true", help="overwrite existing .beton files")
@@ -53,10 +71,15 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "write":
         from acdc_exp.data.beton_writer import write_beton  # lazy: --help and bad arguments answer before torch loads
 
+        settings = {
+            "max_resolution": args.max_resolution,
+            "compress_probability": jpeg_share(args.write_mode, args.compress_probability),
+            "jpeg_quality": args.jpeg_quality,
+        }
         for split in ("train", "val"):
             out = write_beton(
                 args.src / split,
-                args.out / f"{split}.beton",
+                args.out / beton_file_name(split, **settings),
                 max_resolution=args.max_resolution,
                 jpeg_quality=args.jpeg_quality,
                 compress_probability=args.compress_probability,
@@ -66,6 +89,10 @@ def _run(args: argparse.Namespace) -> None:
                 force=args.force,
             )
             print(f"wrote {out}")
+        out_dir = args.out.resolve()  # absolute: a SLURM job may start in another folder
+        print(f"train on them with: acdc-train experiment=resnet50_imagenet_acdc85_quant {config_overrides(out_dir, settings)}")
+        if all(float(v) == float(REFERENCE_SETTINGS[k]) for k, v in settings.items()):
+            print(f"  (or export IMAGENET_BETON_DIR={out_dir} instead of data.beton_dir)")
     elif args.command == "digits":
         from acdc_exp.data.beton import check_beton  # lazy: --help and bad arguments answer before torch loads
         from acdc_exp.data.digits import ensure_digits

@@ -12,12 +12,12 @@ import argparse
 import re
 import sys
 import warnings
-from pathlib import Path
 from typing import List, Optional
 
 import yaml
 
 from acdc_exp.cli.common import die
+from acdc_exp.config.schema import recipe_stem
 from acdc_exp.errors import AcdcError
 
 PROG = "acdc-recipe"
@@ -41,10 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _convert(ns: argparse.Namespace) -> str:
     from acdc_exp.recipe import experiment_yaml, load_recipe  # lazy: --help and bad arguments answer before torch loads
-    from acdc_exp.recipe.convert import recipe_config
+    from acdc_exp.recipe.convert import recipe_sections
     from acdc_exp.recipe.variables import parse_recipe_args
 
-    name = ns.name or Path(ns.recipe).stem
+    # the name a recipe= run of the same file takes (its run dir and W&B run)
+    name = ns.name or recipe_stem(ns.recipe, "recipe")
     if not _NAME_RE.match(name):
         raise _UsageError(f"--name {name!r} is not a valid experiment name; allowed: letters, digits, _ . -")
     for flag, value in (("--model", ns.model), ("--data", ns.data)):
@@ -53,7 +54,7 @@ def _convert(ns: argparse.Namespace) -> str:
     args = parse_recipe_args(ns.args)
     recipe = load_recipe(ns.recipe, args)
     return experiment_yaml(
-        recipe_config(recipe),
+        recipe_sections(recipe),  # with a model card's --pretrained
         name=name,
         model=ns.model,
         data=ns.data,

@@ -2,8 +2,11 @@
 app on configs/schedule.yaml (the training config plus ``schedule.*``):
 
     acdc-schedule experiment=resnet50_imagenet_acdc85_quant
-    acdc-schedule experiment=... schedule.format=json schedule.steps_per_epoch=5005 > trace.json
+    acdc-schedule experiment=... schedule.format=json > trace.json
     acdc-schedule recipe=recipes/x.yaml schedule.plot=schedule.png
+
+Steps per epoch are the run's own where they are known without reading the data
+(data/epoch_size.py); a note on stderr says what was assumed otherwise.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import json
 import sys
 from typing import List, Tuple
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from acdc_exp.cli.common import guarded, hydra_command
 from acdc_exp.config.compose import finalize
+from acdc_exp.data.epoch_size import EpochSize, planned_epoch_size
 from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
 
@@ -47,27 +52,37 @@ def format_table(plan: Plan) -> str:
 
 
 def _task(cfg: DictConfig, overrides: List[str]) -> None:
-    plan, out = guarded(PROG, lambda: _plan(cfg, overrides))
+    launcher = HydraConfig.get().launcher
+    # a SLURM preset's DDP ranks (nodes x tasks_per_node); the local launcher runs one process
+    world_size = int(launcher.get("nodes", 1) or 1) * int(launcher.get("tasks_per_node", 1) or 1)
+    plan, size, out = guarded(PROG, lambda: _plan(cfg, overrides, world_size))
+    if size.note:
+        print(f"{PROG}: note: {size.note}", file=sys.stderr)
     if out.plot:
         from acdc_exp.loggers.plots import plot_schedule  # matplotlib only when a plot is asked for
 
         plot_schedule(plan, out.plot)
         print(f"wrote {out.plot}", file=sys.stderr)
     if out.format == "json":
-        json.dump({"steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs, "steps": plan.trace()}, sys.stdout)
+        trace = {"steps_per_epoch": plan.steps_per_epoch, "steps_per_epoch_source": size.source, "epochs": plan.epochs}
+        json.dump({**trace, "steps": plan.trace()}, sys.stdout)
         sys.stdout.write("\n")
     elif not out.plot:
+        print(f"# {size.source}; lr at each epoch's first step")
         print(format_table(plan))
 
 
-def _plan(cfg: DictConfig, overrides: List[str]) -> Tuple[Plan, DictConfig]:
+def _plan(cfg: DictConfig, overrides: List[str], world_size: int) -> Tuple[Plan, EpochSize, DictConfig]:
     out = cfg.schedule
     check_choice("schedule.format", out.format, FORMATS)
-    if out.format == "json" and out.steps_per_epoch is None:
-        raise ConfigError("schedule.format=json needs schedule.steps_per_epoch=N (the trace is per optimizer step)")
     if out.steps_per_epoch is not None and out.steps_per_epoch <= 0:
         raise ConfigError(f"schedule.steps_per_epoch={out.steps_per_epoch} must be > 0")
-    return Plan.from_config(finalize(cfg, overrides), out.steps_per_epoch or 1), out
+    cfg = finalize(cfg, overrides)
+    if out.steps_per_epoch is not None:
+        size = EpochSize(int(out.steps_per_epoch), f"{out.steps_per_epoch} steps per epoch: schedule.steps_per_epoch")
+    else:
+        size = planned_epoch_size(cfg.data, world_size)
+    return Plan.from_config(cfg, size.steps), size, out
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from acdc_exp.cli.common import guarded, hydra_command
-from acdc_exp.config.compose import finalize
+from acdc_exp.config.precheck import prepare_train_job
 from acdc_exp.config.schema import torchrun_run_id
 
 PROG = "acdc-train"
@@ -43,13 +43,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
 
 
 def _task(cfg: DictConfig, overrides: List[str]) -> Dict[str, Any]:
+    """``cfg``: prepared (prepare_train_job) by hydra_command."""
     from acdc_exp.runs.train import run_training  # lazy: --help and bad overrides answer before torch loads
 
     def go():
-        cfg_final = finalize(cfg, overrides)
-        with open_dict(cfg_final):
-            cfg_final.paths.run_dir = HydraConfig.get().runtime.output_dir
-        return run_training(cfg_final, overrides)
+        with open_dict(cfg):
+            cfg.paths.run_dir = HydraConfig.get().runtime.output_dir
+        return run_training(cfg, overrides)
 
     summary = guarded(PROG, go)
     print(format_summary(summary))
@@ -59,7 +59,7 @@ def _task(cfg: DictConfig, overrides: List[str]) -> Dict[str, Any]:
 def main() -> None:
     if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in sys.argv[1:]):
         guarded(PROG, torchrun_run_id)  # the run dir's name comes from it: refuse torchrun's shared default
-    hydra_command(PROG, "train", _task)
+    hydra_command(PROG, "train", _task, prepare=prepare_train_job)
 
 
 if __name__ == "__main__":

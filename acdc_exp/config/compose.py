@@ -15,11 +15,20 @@ from acdc_exp.errors import AcdcError, ConfigError
 
 
 def config_dir() -> str:
-    """``configs/`` of the checkout (editable install), or ``$ACDC_CONFIG_DIR``."""
+    """``$ACDC_CONFIG_DIR``, else the package's ``acdc_exp/configs``: the YAML files themselves in
+    an installed wheel, a link to the repository's ``configs/`` in a checkout (editable install,
+    so edits show at once). Resolved: Hydra needs a real directory."""
     env = os.environ.get("ACDC_CONFIG_DIR")
     if env:
-        return str(Path(env).resolve())
-    return str(Path(__file__).resolve().parents[2] / "configs")
+        path = Path(env).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"ACDC_CONFIG_DIR={env!r} is not a directory; set it to the repository's configs/ or unset it")
+        return str(path)
+    # the package directory, as importlib.resources.files("acdc_exp") gives it for an on-disk install
+    path = (Path(__file__).parents[1] / "configs").resolve()
+    if not (path / "train.yaml").is_file():
+        raise ConfigError(f"no Hydra configs at {path}: reinstall acdc-exp, or set ACDC_CONFIG_DIR=<checkout>/configs")
+    return str(path)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:

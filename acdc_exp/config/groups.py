@@ -41,6 +41,16 @@ class DataConfig:
     loader: str = MISSING  # ffcv | folder
     train_path: Optional[str] = MISSING  # .beton file (ffcv) or ImageFolder dir (folder)
     val_path: Optional[str] = MISSING
+    # imagenet_ffcv: the folder acdc-data write filled, and the settings it wrote with (stored
+    # max side, JPEG share, JPEG quality), which name the files (data/beton_names.py); the
+    # stored max side is not max_res, the progressive-resizing ramp's end
+    beton_dir: Optional[str] = None
+    max_resolution: Optional[int] = None
+    compress_probability: Optional[float] = None
+    jpeg_quality: Optional[int] = None
+    # images in the train split, when known without reading the data (acdc-schedule's steps
+    # per epoch; training counts the real ones)
+    train_images: Optional[int] = None
     # digits: where the generated ImageFolder tree and .beton files are cached
     cache_dir: Optional[str] = MISSING
     num_classes: int = MISSING

@@ -9,8 +9,10 @@ silently ignored key. Range checks that types cannot express live in ``validate.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -28,6 +30,7 @@ from acdc_exp.config.groups import (
     SparsityConfig,
     TrainerConfig,
 )
+from acdc_exp.data.beton_names import beton_path
 from acdc_exp.errors import ConfigError
 
 
@@ -63,7 +66,7 @@ class EvalConfig(TrainConfig):
 @dataclass
 class ScheduleOutputConfig:
     format: str = MISSING  # table (per epoch) | json (per step)
-    steps_per_epoch: Optional[int] = MISSING  # null: 1 for the table; json needs it
+    steps_per_epoch: Optional[int] = MISSING  # null: the run's own count where known (data/epoch_size.py)
     plot: Optional[str] = MISSING  # a PNG path
 
 
@@ -140,11 +143,35 @@ def run_stamp(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+def recipe_stem(recipe: Optional[str], default: str) -> str:
+    """The name a recipe run takes (``recipes/resnet50_x.md`` -> ``resnet50_x``), or ``default``
+    without a recipe. Resolved with the rest of the config, so the run dir, which Hydra builds
+    before the recipe is read, carries it too. Characters other than letters, digits, ``_.-``
+    become ``_``: the name is a folder and a W&B run name."""
+    if not recipe:
+        return default
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(recipe)).stem) or default
+
+
+def epochs_of(part: float, whole: float, *, _root_: Any) -> float:
+    """``part`` epochs of a ``whole``-epoch schedule, scaled to ``trainer.epochs``: the demo's
+    schedule keeps its shape at any length (``trainer.epochs=1`` still runs every phase)."""
+    return float(part) * float(_root_.trainer.epochs) / float(whole)
+
+
 def register_configs() -> None:
     """Register the schemas so the configs can name them in their defaults lists (``schema:
-    train``), and the ``run_stamp`` resolver the run dir uses."""
+    train``), the ``run_stamp`` resolver the run dir uses and the ``beton_path`` resolver
+    that names the ImageNet .beton files as ``acdc-data write`` does; ``recipe_stem`` names a
+    recipe run (train.yaml's experiment_name); ``epochs_of`` scales the demo's schedule."""
     if not OmegaConf.has_resolver("run_stamp"):
         OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True)
+    if not OmegaConf.has_resolver("beton_path"):
+        OmegaConf.register_new_resolver("beton_path", beton_path)
+    if not OmegaConf.has_resolver("recipe_stem"):
+        OmegaConf.register_new_resolver("recipe_stem", recipe_stem)
+    if not OmegaConf.has_resolver("epochs_of"):
+        OmegaConf.register_new_resolver("epochs_of", epochs_of)
 
     cs = ConfigStore.instance()
     for name, node in SCHEMAS.items():

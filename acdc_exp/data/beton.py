@@ -26,6 +26,7 @@ from ffcv.types import (
 )
 from ffcv.utils import decode_null_terminated_string
 
+from acdc_exp.data.beton_names import write_hint
 from acdc_exp.errors import DataError
 
 IMAGE_FIELD = "image"
@@ -45,7 +46,7 @@ def check_beton(path: str | os.PathLike) -> BetonInfo:
     """Validate ``path`` as an image/label .beton; raise a one-line DataError otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"beton file not found: {path}")
+        raise DataError(f"beton file not found: {path}; {write_hint(path)}")
     size = path.stat().st_size
 
     def bad(reason: str) -> DataError:

@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
+from acdc_exp.data.beton_names import REFERENCE_SETTINGS
 from acdc_exp.data.image_tree import load_rgb, scan_image_tree
 from acdc_exp.errors import DataError
 
@@ -67,9 +68,9 @@ def write_beton(
     src_dir: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
-    max_resolution: Optional[int] = 256,
-    jpeg_quality: int = 90,
-    compress_probability: float = 0.5,
+    max_resolution: Optional[int] = int(REFERENCE_SETTINGS["max_resolution"]),
+    jpeg_quality: int = int(REFERENCE_SETTINGS["jpeg_quality"]),
+    compress_probability: float = float(REFERENCE_SETTINGS["compress_probability"]),
     write_mode: str = "proportion",
     num_workers: int = 1,
     chunk_size: int = 100,

@@ -9,6 +9,7 @@ file appears by atomic rename, so no caller sees a half-written dataset.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ NUM_CLASSES = 10
 TOTAL = 1797
 VAL_FRACTION = 0.2
 SPLIT_SEED = 0
+# scikit-learn's split: ceil(VAL_FRACTION * TOTAL) val images, the rest (1437) train
+TRAIN_IMAGES = TOTAL - math.ceil(VAL_FRACTION * TOTAL)
 
 
 @dataclass(frozen=True)

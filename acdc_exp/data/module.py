@@ -12,7 +12,14 @@ from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 import torch
 from omegaconf import DictConfig
 
-from acdc_exp.data.settings import batches_for_rank, resolution_for_epoch, resolve_num_workers, validate_data_config
+from acdc_exp.data.settings import (
+    batches_for_rank,
+    builtin_digits,
+    capped_steps,
+    resolution_for_epoch,
+    resolve_num_workers,
+    validate_data_config,
+)
 from acdc_exp.errors import DataError
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -64,9 +71,7 @@ class DataModule:
         }
 
     def steps_per_epoch(self) -> int:
-        steps = self.source.train_len()
-        limit = self.cfg.limit_train_batches
-        return steps if limit is None else min(steps, int(limit))
+        return capped_steps(self.source.train_len(), self.cfg.limit_train_batches)
 
     def val_steps(self) -> int:
         steps = self.source.val_len()
@@ -143,7 +148,7 @@ def build_data(
     )
     device = torch.device(device)
     distributed = distributed or world_size > 1
-    if cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None:
+    if builtin_digits(cfg):
         from acdc_exp.data.digits import ensure_digits  # scikit-learn behind it: only for data=digits
 
         files = ensure_digits(cfg.cache_dir or Path(os.path.expanduser(str(data_cache))) / "digits")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Optional, Tuple
 
-from acdc_exp.errors import DataError
+from omegaconf.errors import InterpolationResolutionError
+
+from acdc_exp.errors import AcdcError, DataError
 from acdc_exp.machine import affinity_cpus
 
 LOADERS = ("ffcv", "folder")
@@ -70,6 +73,41 @@ def val_batch_for_rank(global_batch: int, rank: int, world_size: int, name: str 
     return base + (1 if rank < extra else 0)
 
 
+def builtin_digits(cfg: Any) -> bool:
+    """``data.name=digits`` with no paths: the embedded dataset, built on first use (digits.py)."""
+    return cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None
+
+
+def capped_steps(batches: int, limit: Optional[int]) -> int:
+    """Optimizer steps of a train epoch of ``batches`` batches under ``data.limit_train_batches``."""
+    return batches if limit is None else min(batches, int(limit))
+
+
+def expected_train_steps(cfg: Any, train_images: int, world_size: int = 1) -> int:
+    """Steps per epoch a run of ``world_size`` processes takes over ``train_images`` images,
+    as the loaders count them: each process gets ``ceil(images / world_size)`` of them (the
+    distributed samplers pad the last share) in batches of its share of the global batch,
+    the last partial batch dropped with ``drop_last``; then ``limit_train_batches``."""
+    per_process = math.ceil(train_images / world_size)
+    batch = per_process_batch(int(cfg.batch_size), world_size, "batch_size")
+    batches = per_process // batch if cfg.drop_last else math.ceil(per_process / batch)
+    return capped_steps(batches, cfg.limit_train_batches)
+
+
+def resolved(cfg: Any, name: str) -> Any:
+    """``cfg.<name>``; a resolver's own one-line error (the .beton naming's) comes out as itself,
+    not inside OmegaConf's multi-line wrapper."""
+    try:
+        return getattr(cfg, name)
+    except InterpolationResolutionError as exc:
+        cause: Optional[BaseException] = exc
+        while cause is not None and not isinstance(cause, AcdcError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def batches_for_rank(cfg: Any, rank: int, world_size: int) -> Tuple[int, int]:
     """(train, val) batch of process ``rank`` of ``world_size`` from ``cfg``'s global ones;
     what ``build_data`` hands the loaders (and what a launcher preset can be checked with)."""
@@ -79,6 +117,8 @@ def batches_for_rank(cfg: Any, rank: int, world_size: int) -> Tuple[int, int]:
 
 def validate_data_config(cfg: Any) -> None:
     """Raise a one-line DataError for the first unusable value in ``cfg`` (a DataConfig)."""
+    resolved(cfg, "train_path")
+    resolved(cfg, "val_path")
     if cfg.loader not in LOADERS:
         raise DataError(f"data.loader={cfg.loader!r}; allowed: {', '.join(LOADERS)}")
     if cfg.order not in ORDERS:

@@ -49,6 +49,7 @@ NOISY_KEYS = (
     "data.num_workers",
     "data.train_path",
     "data.val_path",
+    "data.beton_dir",
     "data.cache_dir",
     "data.os_cache",
     "data.batches_ahead",

@@ -89,6 +89,18 @@ def load_pretrained(model: nn.Module, name: str, weights: str) -> None:
         )
 
 
+def random_weights_note(name: str, pretrained: bool) -> Optional[str]:
+    """One line for a torchvision ResNet that starts from random weights, else None. These are
+    ImageNet models whose SparseML recipes fine-tune dense weights: a from-scratch start is
+    rarely what a recipe's numbers assume, so a run says it once at its start."""
+    if name not in TORCHVISION_RESNETS or pretrained:
+        return None
+    return (
+        f"[model] {name} starts from random weights (model.pretrained=false); SparseML's model cards "
+        "train from dense ImageNet weights: model.pretrained=true (model.weights: a torchvision weights name or a file)"
+    )
+
+
 def _zero_init_last_bn(model: nn.Module) -> None:
     """Each residual branch starts as identity (Goyal et al.): zero its last BN's scale."""
     for m in model.modules():

@@ -185,7 +185,10 @@ class Plan:
         rows = []
         for e in range(self.epochs):
             p = self.at(e * self.steps_per_epoch)
-            updates = any(self.at(s).update_masks for s in range(e * self.steps_per_epoch, (e + 1) * self.steps_per_epoch))
+            # a step updates when (epoch_of(s - 1), epoch_of(s)] holds a boundary; over the epoch's
+            # steps those intervals join into one: no need to visit each step (5004 an epoch)
+            first, last = e * self.steps_per_epoch, (e + 1) * self.steps_per_epoch - 1
+            updates = _crossed(self._mask_updates, self.epoch_of(first - 1) if first > 0 else -math.inf, self.epoch_of(last))
             rows.append(
                 {
                     "epoch": e,

@@ -9,7 +9,7 @@ recipe's schedule for 2 epochs (the recipe's epoch numbers are not rescaled: use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_original_cwd
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from acdc_exp.errors import ConfigError
+from acdc_exp.models.factory import random_weights_note
 from acdc_exp.recipe.convert import recipe_to_config
 
 # composes the config with {group: option} choices
@@ -103,7 +104,8 @@ def apply_recipe(
     merge so explicit command-line values win over the recipe. The result is merged onto the
     structured schema, so it validates like any composed config. ``compose_groups`` composes
     the config with given group options (``config.compose``); with it a recipe can change a
-    group's variant (``recipe_variants``).
+    group's variant (``recipe_variants``). A torchvision ResNet that neither the recipe nor the
+    command line says to start from pretrained weights is a ConfigError (``model.pretrained``).
     """
     recipe = cfg.get("recipe")
     if not recipe:
@@ -119,4 +121,21 @@ def apply_recipe(
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"recipe {str(recipe)!r} does not fit the config schema ({msg})") from None
+    _require_pretrained_decision(str(recipe), sections, keep, merged)
     return merged
+
+
+def _require_pretrained_decision(recipe: str, sections: Dict[str, Any], explicit: Collection[str], cfg: DictConfig) -> None:
+    """Refuse a recipe run that would train a torchvision ResNet from random weights when
+    nobody chose that: a bare ``.yaml`` recipe has no training command to say ``--pretrained``,
+    and SparseML's recipes assume dense ImageNet weights, so a silent from-scratch start
+    would spend a whole schedule on the wrong thing."""
+    if "model" in sections or "model.pretrained" in explicit:
+        return  # the model card's command or the command line decided
+    if random_weights_note(str(cfg.model.name), bool(cfg.model.pretrained)) is None:
+        return  # a model without pretrained weights, or pretrained=true from an experiment
+    raise ConfigError(
+        f"recipe {recipe!r} does not say whether model {cfg.model.name} starts from pretrained weights "
+        "(only a Markdown model card's training command does); allowed: model.pretrained=true "
+        "(dense ImageNet weights from model.weights, as SparseML's model cards train) or model.pretrained=false (random weights)"
+    )

@@ -61,15 +61,21 @@ SPARSEML_TRAINER = {"bn_recalibration_batches": 0}
 
 
 def recipe_to_config(recipe_path: PathLike, recipe_args: RecipeArgs = None) -> Dict[str, Any]:
-    """The config sections a recipe determines, as a plain dict to merge over a TrainConfig;
-    from a Markdown model card also whether its training command starts from pretrained
-    weights (``--pretrained True``), so the card and the experiment written from it agree."""
-    out = recipe_config(load_recipe(recipe_path, recipe_args))
-    pretrained = card_training_flags(recipe_path).get("pretrained")
+    """The config sections a recipe determines, as a plain dict to merge over a TrainConfig
+    (``recipe_sections`` of the loaded recipe)."""
+    return recipe_sections(load_recipe(recipe_path, recipe_args))
+
+
+def recipe_sections(recipe: Recipe) -> Dict[str, Any]:
+    """``recipe_config`` and, from a Markdown model card, whether its training command starts
+    from pretrained weights (``--pretrained True`` -> ``model.pretrained``): ``recipe=`` runs and
+    ``acdc-recipe convert`` both read it here, so the card, its run and its experiment agree."""
+    out = recipe_config(recipe)
+    pretrained = card_training_flags(recipe.path).get("pretrained")
     if pretrained is not None:
         if pretrained.lower() not in ("true", "false"):
             raise ConfigError(
-                f"recipe {str(recipe_path)!r}: --pretrained {pretrained!r} in its training command; allowed: True, False"
+                f"recipe {recipe.path!r}: --pretrained {pretrained!r} in its training command; allowed: True, False"
             )
         out["model"] = {"pretrained": pretrained.lower() == "true"}
     return out

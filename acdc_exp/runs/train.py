@@ -14,6 +14,7 @@ from torch import nn
 from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger
+from acdc_exp.models.factory import random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
@@ -71,6 +72,8 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         is_main=dist.is_main,
         overrides=list(overrides or []),
     )
+    if state is None and (note := random_weights_note(str(cfg.model.name), bool(cfg.model.pretrained))):
+        logger.message(note)  # rank 0 only (the others' loggers are silent); a resume has trained weights
     export_onnx = bool(tcfg.export_onnx) and dist.is_main
     if export_onnx:
         # here, not at module level: onnx and onnxscript take seconds to import, and most runs do not export

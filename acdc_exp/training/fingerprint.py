@@ -26,6 +26,8 @@ NOT_DEFINING = frozenset(
         "lr_schedule.name",  # a label
         "data.train_path",
         "data.val_path",
+        "data.beton_dir",  # where the files are, not what they hold
+        "data.train_images",  # a hint for acdc-schedule
         "data.cache_dir",
         "data.num_workers",
         "data.os_cache",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -13,13 +14,43 @@ from torch import nn
 
 from acdc_exp.errors import ConfigError
 
+# what SLURM sets when a job or step was given GPUs (gres/gpu, --gpus*, the GPU presets)
+SLURM_GPU_VARIABLES = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_PER_NODE", "SLURM_GPUS")
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is visible; allowed here: cpu, auto")
-    return torch.device(name)
+
+def gpus_granted(env: Mapping[str, str] = os.environ) -> Optional[str]:
+    """``NAME=value`` of the first SLURM variable saying this job holds GPUs, else None."""
+    for name in SLURM_GPU_VARIABLES:
+        value = env.get(name, "").strip()
+        if value and value not in ("0", "(null)", "N/A"):
+            return f"{name}={value}"
+    return None
+
+
+def cuda_unusable_reason() -> str:
+    """Why ``torch.cuda.is_available()`` is false, in words (driver too old, no device, CPU build)."""
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # torch says why: driver too old, no driver, no device
+        return " ".join(str(exc).split())[:200]
+    return "torch sees no CUDA device"
+
+
+def resolve_device(name: str, env: Mapping[str, str] = os.environ) -> torch.device:
+    """``trainer.device``: ``auto`` is CUDA when usable, CPU otherwise; but a job SLURM gave
+    GPUs never falls back to CPU (an 8-GPU job silently on CPU would run for weeks)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda" if name == "auto" else name)
+    granted = gpus_granted(env)
+    if name == "cuda" or (name == "auto" and granted):
+        asked = "trainer.device=cuda" if name == "cuda" else f"SLURM gave this job GPUs ({granted})"
+        raise ConfigError(
+            f"{asked} but CUDA is unusable: {cuda_unusable_reason()}; "
+            "install the torch build for this node's driver (requirements/lock.txt), or trainer.device=cpu"
+        )
+    return torch.device(name if name != "auto" else "cpu")
 
 
 def seed_everything(seed: int) -> None:
