@@ -101,15 +101,15 @@ def test_plain_run_is_validated_before_hydra_writes_its_run_dir(tmp_path):
 
 
 def test_run_mode_reads_flags_as_hydra_does():
-    assert run_mode(["a=1"]) == (RunMode.RUN, ["a=1"])
-    assert run_mode(["-m", "a=1,2"]) == (RunMode.MULTIRUN, ["a=1,2"])
-    assert run_mode(["--multirun"]) == (RunMode.MULTIRUN, [])
-    assert run_mode(["hydra.mode=MULTIRUN", "a=1,2"])[0] is RunMode.MULTIRUN
+    assert run_mode(["a=1"], "train") == (RunMode.RUN, ["a=1"])
+    assert run_mode(["-m", "a=1,2"], "train") == (RunMode.MULTIRUN, ["a=1,2"])
+    assert run_mode(["--multirun"], "train") == (RunMode.MULTIRUN, [])
+    assert run_mode(["hydra.mode=MULTIRUN", "a=1,2"], "train")[0] is RunMode.MULTIRUN
     for shown in (["--cfg", "job"], ["--cfg", "job", "-p", "sparsity"], ["--help"], ["-m", "--help"], ["--info"]):
-        assert run_mode(shown) is None, shown
-    assert run_mode(["--config-dir", "/elsewhere", "a=1"]) is None
+        assert run_mode(shown, "train") is None, shown
+    assert run_mode(["--config-dir", "/elsewhere", "a=1"], "train") is None
     with pytest.raises(ConfigError, match="-m and --cfg cannot be given together"):
-        run_mode(["-m", "--cfg", "job"])
+        run_mode(["-m", "--cfg", "job"], "train")
 
 
 def test_show_flags_still_answer(tmp_path):
@@ -244,3 +244,22 @@ def test_reference_experiment_on_the_image_folder_reads_imagenet_dir(monkeypatch
     )
     assert cfg.model.name == "resnet50" and cfg.data.batch_size == 256
     assert check_run(["model=resnet18", "data=imagenet_folder"], "train", prepare_train_job).model.name == "resnet18"
+
+
+def test_a_config_that_asks_for_a_multirun_itself_has_its_jobs_checked(tmp_path):
+    """hydra.mode=MULTIRUN from the composed config (a sweep file may set it) sweeps without -m,
+    as Hydra decides; its jobs are checked, not the un-swept config."""
+    assert run_mode(["++hydra.mode=MULTIRUN", "seed=0,1"], "train")[0] is RunMode.MULTIRUN
+    proc = _train(["++hydra.mode=MULTIRUN", "sparsity.sparsity=0.8,1.5", "--check"], tmp_path)
+    assert proc.returncode == 2 and _error_lines(proc)[-1].startswith("acdc-train: error: job 1 (sparsity.sparsity=1.5)")
+
+
+def test_check_flag_checks_and_launches_nothing(tmp_path):
+    # an interpolation in an override is the job's to resolve, as Hydra keeps it
+    runs_root = "paths.runs_root=${hydra:runtime.cwd}/elsewhere"
+    for args in ([runs_root], ["-m", "seed=0,1", runs_root], ["-m", "sweep=acdc_vs_gmp", REFERENCE]):
+        proc = _train([*args, "--check"], tmp_path)
+        assert proc.returncode == 0 and "nothing launched (--check)" in proc.stdout, (args, proc.stderr[-2000:])
+    proc = _train(["--cfg", "job", "--check"], tmp_path)
+    assert proc.returncode == 2 and len(_error_lines(proc)) == 1 and "--check checks a run or a sweep" in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (REPO / "elsewhere").exists()

@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from acdc_exp.config.compose import config_dir
-from acdc_exp.config.precheck import Prepare, check_run, check_sweep, run_mode
+from acdc_exp.config.precheck import Prepare, check_run, check_sweep, run_mode, task_overrides
 from acdc_exp.config.schema import register_configs
 from acdc_exp.errors import AcdcError
 
@@ -47,7 +47,7 @@ def hydra_command(
     if old:
         die(prog, f"{old[0]} is now the override {renamed_flags[old[0]]}")
     prepared = None  # the run's config, prepared by the precheck: the job does not repeat it
-    mode = guarded(prog, lambda: run_mode(argv))
+    mode = guarded(prog, lambda: run_mode(argv, config_name))
     if mode is not None and mode[0] is RunMode.MULTIRUN:
         bad = guarded(prog, lambda: check_sweep(mode[1], config_name, prepare))
         for line in bad[:-1]:
@@ -57,14 +57,19 @@ def hydra_command(
     elif mode is not None:
         prepared = guarded(prog, lambda: check_run(mode[1], config_name, prepare))
     if check_only:
-        what = "every job of the sweep" if mode is not None and mode[0] is RunMode.MULTIRUN else "the run"
+        if mode is None:  # Hydra would show something (--cfg, --help) or compose from elsewhere
+            die(prog, f"{CHECK_FLAG} checks a run or a sweep (-m); allowed: without --cfg, --help, --info or --config-*")
+        what = "every job of the sweep" if mode[0] is RunMode.MULTIRUN else "the run"
         print(f"{prog}: {what} composes and validates; nothing launched ({CHECK_FLAG})")
-        sys.exit(0 if mode is not None else 2)
+        sys.exit(0)
 
     def app(cfg: DictConfig) -> object:
-        overrides = list(HydraConfig.get().overrides.task)
+        hydra_cfg = HydraConfig.get()
+        overrides = task_overrides(hydra_cfg)
         if prepare is not None:
-            cfg = prepared if prepared is not None else guarded(prog, lambda: prepare(cfg, overrides, None))
+            # the precheck prepared the run; a sweep's job prepares its own config
+            reuse = prepared is not None and hydra_cfg.mode == RunMode.RUN
+            cfg = prepared if reuse else guarded(prog, lambda: prepare(cfg, overrides, None))
         return task(cfg, overrides)
 
     hydra.main(config_path=guarded(prog, config_dir), config_name=config_name, version_base="1.3")(app)()

@@ -77,7 +77,7 @@ class Launch:
 Prepare = Callable[[DictConfig, List[str], Optional[Launch]], DictConfig]
 
 
-def run_mode(argv: Sequence[str]) -> Optional[Tuple[RunMode, List[str]]]:
+def run_mode(argv: Sequence[str], config_name: str) -> Optional[Tuple[RunMode, List[str]]]:
     """(RUN or MULTIRUN, the overrides) as Hydra reads ``argv``; None where Hydra shows
     something instead, composes from elsewhere, or refuses the flags itself. ConfigError for
     two commands at once (``-m --cfg job``)."""
@@ -93,9 +93,13 @@ def run_mode(argv: Sequence[str]) -> Optional[Tuple[RunMode, List[str]]]:
         raise ConfigError(f"{' and '.join(commands)} cannot be given together; allowed: one of {', '.join(_COMMANDS)}")
     if any(getattr(args, flag) for flag in _SHOW_FLAGS + _ELSEWHERE_FLAGS):
         return None
-    # Hydra's _run_app: -m, or hydra.mode=MULTIRUN (even with -r)
-    multirun = args.multirun or "hydra.mode=MULTIRUN" in args.overrides
-    return (RunMode.MULTIRUN if multirun else RunMode.RUN), list(args.overrides)
+    overrides = list(args.overrides)
+    if args.multirun:
+        return RunMode.MULTIRUN, overrides
+    # Hydra's run_hydra: the composed hydra.mode decides (a sweep config may set MULTIRUN itself)
+    with _hydra() as hydra:
+        mode = hydra.get_mode(config_name=config_name, overrides=overrides)
+    return (mode if mode is not None else RunMode.RUN), overrides
 
 
 def check_run(overrides: Sequence[str], config_name: str, prepare: Optional[Prepare]) -> Optional[DictConfig]:
@@ -103,7 +107,7 @@ def check_run(overrides: Sequence[str], config_name: str, prepare: Optional[Prep
     the job need not prepare it again (None without ``prepare``). ConfigError: one line."""
     with _hydra() as hydra:
         cfg = hydra.compose_config(config_name, list(overrides), run_mode=RunMode.RUN, from_shell=False)
-        task = list(cfg.hydra.overrides.task)
+        task = task_overrides(cfg.hydra)
     return None if prepare is None else prepare(_job_config(cfg), task, None)
 
 
@@ -147,7 +151,7 @@ def _hydra():
 def _expand(master: DictConfig, hydra) -> List[List[str]]:
     """Every job's overrides, in Hydra's job order (``hydra.job.num``): BasicSweeper.sweep."""
     params = [f"{key}={value}" for key, value in (master.hydra.sweeper.params or {}).items()]  # its _parse_config
-    parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(params + list(master.hydra.overrides.task))
+    parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(params + task_overrides(master.hydra))
     batches = BasicSweeper.split_arguments(parsed, master.hydra.sweeper.max_batch_size)
     return [list(job) for batch in batches for job in batch]
 
@@ -164,8 +168,15 @@ def _compose_job(hydra, master: DictConfig, job: List[str]):
         cfg = hydra.config_loader.load_sweep_config(master, job)
     except Exception as exc:  # Hydra and OmegaConf composition errors
         return _composition_error(exc, master, job)
-    overrides = list(cfg.hydra.overrides.task)
+    overrides = task_overrides(cfg.hydra)
     return _job_config(cfg), overrides
+
+
+def task_overrides(hydra_node: DictConfig) -> List[str]:
+    """The command line's overrides (of a composed ``hydra`` node) as written: an interpolation
+    in one (``paths.runs_root=${hydra:runtime.cwd}/runs``) is the job's to resolve, as Hydra
+    keeps it (resolve=False)."""
+    return [str(o) for o in OmegaConf.to_container(hydra_node.overrides.task, resolve=False)]
 
 
 def _job_config(cfg: DictConfig) -> DictConfig:

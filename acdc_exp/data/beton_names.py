@@ -71,4 +71,7 @@ def write_hint(path: Union[str, os.PathLike]) -> str:
         return "write .beton files with acdc-data write --src <folder with train/ and val/> --out DIR"
     flags = [f"{_FLAGS[k]} {match[k]}" for k, ref in REFERENCE_SETTINGS.items() if float(match[k]) != float(ref)]
     command = " ".join(["acdc-data write --src <folder with train/ and val/>", f"--out {path.parent}", *flags])
-    return f"write it with {command}, or point data.beton_dir at the folder that holds it"
+    return (
+        f"write it with {command}, or point data.beton_dir at the folder that holds it "
+        "(files named otherwise, e.g. an older train.beton/val.beton: data.train_path=FILE data.val_path=FILE)"
+    )

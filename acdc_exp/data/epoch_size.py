@@ -27,8 +27,15 @@ def _train_images(cfg: Any) -> Tuple[Optional[int], str, Optional[str]]:
         from acdc_exp.data.digits import TRAIN_IMAGES
 
         return TRAIN_IMAGES, "the digits train split", None
-    path = resolved(cfg, "train_path")
-    if not path:
+    try:
+        path = resolved(cfg, "train_path")
+    except DataError as exc:  # e.g. data.beton_dir=null: the size is unknown, not an error here
+        path, unresolved = None, str(exc)
+    else:
+        unresolved = None
+    if unresolved:
+        missing = unresolved
+    elif not path:
         missing = "data.train_path is not set"
     elif cfg.loader != "ffcv":
         missing = f"the images under {path} are not counted (data.loader={cfg.loader})"
