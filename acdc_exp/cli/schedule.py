@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from acdc_exp.cli.common import guarded, hydra_command
 from acdc_exp.config.compose import finalize
+from acdc_exp.config.precheck import Launch
 from acdc_exp.data.epoch_size import EpochSize, planned_epoch_size
 from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.plan import Plan
@@ -52,9 +53,7 @@ def format_table(plan: Plan) -> str:
 
 
 def _task(cfg: DictConfig, overrides: List[str]) -> None:
-    launcher = HydraConfig.get().launcher
-    # a SLURM preset's DDP ranks (nodes x tasks_per_node); the local launcher runs one process
-    world_size = int(launcher.get("nodes", 1) or 1) * int(launcher.get("tasks_per_node", 1) or 1)
+    world_size = Launch.of(HydraConfig.get()).ranks  # a SLURM preset's DDP ranks; the local launcher: 1
     plan, size, out = guarded(PROG, lambda: _plan(cfg, overrides, world_size))
     if size.note:
         print(f"{PROG}: note: {size.note}", file=sys.stderr)
