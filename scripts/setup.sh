@@ -119,8 +119,12 @@ pc_found() {  # a pkg-config module; without pkg-config, look for its .pc file w
 }
 
 if ((CAN_APT)); then
-  want_deb libopencv-dev libturbojpeg0-dev pkg-config build-essential
+  # dataset-fashion-mnist: the built-in data=fashion_mnist (four IDX files, about 30 MB)
+  want_deb libopencv-dev libturbojpeg0-dev pkg-config build-essential dataset-fashion-mnist
   ((WITH_TEST)) && want_deb slurmctld slurmd slurm-client munge
+elif [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
+  # optional: only data=fashion_mnist needs it, and it can read the files from elsewhere
+  log "note: Fashion-MNIST is not installed (Debian package dataset-fashion-mnist); data=fashion_mnist then needs data.source_dir=<folder with its IDX files>"
 fi
 if ((PY_OK)); then
   deb_py=$(debian_python || true)

@@ -115,11 +115,15 @@ def test_signal_in_the_end_stage_stops_between_stages_and_the_rerun_finishes_the
     assert summary["steps"] == 6 * STEPS_PER_EPOCH and summary["resumed_at_steps"] == [6 * STEPS_PER_EPOCH]
     assert summary["sparse_int8_top1"] is not None
 
-    # a finished run resumed once more reuses its int8 score instead of computing it again
+    # a finished run launched once more (a re-launched sweep) is skipped: its summary stays
+    before = (run / "summary.json").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=_env())
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "[int8] already scored at step 132" in again.stdout
-    assert json.loads((run / "summary.json").read_text())["sparse_int8_top1"] == summary["sparse_int8_top1"]
+    assert f"[skip] {run} already finished this run" in again.stdout
+    assert (run / "summary.json").read_text() == before
+    # ... unless its config differs (another run's checkpoint): then the resume check speaks
+    other = subprocess.run(cmd + ["seed=5"], capture_output=True, text=True, timeout=300, cwd=REPO, env=_env())
+    assert other.returncode != 0 and "seed" in other.stderr
 
 
 def test_forward_keeps_what_the_earlier_handler_raised_until_exit():

@@ -115,3 +115,47 @@ def test_two_tasks_of_one_slurm_job_train_as_one_ddp_run(slurm_cluster, tmp_path
     assert summary["steps_per_epoch"] == one_process.steps_per_epoch()
     assert summary["steps"] == 2 * one_process.steps_per_epoch()
     assert summary["final_top1"] > 20.0
+
+
+def test_a_relaunched_sweep_runs_only_what_is_missing(slurm_cluster, tmp_path):
+    """The same -m command after an interruption: the finished job is skipped (its summary is
+    not rewritten), the killed one runs, and the collected table holds both."""
+    sweep_dir = tmp_path / "sweep"
+    cmd = [
+        cli("acdc-train"),
+        "-m",
+        "hydra/launcher=slurm_local",
+        "hydra.launcher.array_parallelism=1",  # one job after the other: job 1 waits for job 0
+        f"hydra.sweep.dir={sweep_dir}",
+        "logger=none",
+        *[o for o in SHORT if not o.startswith("trainer.epochs")],
+        "trainer.epochs=1",
+        "sparsity.end_epoch=1",
+        "sparsity.update_frequency=0.5",
+        "seed=0,1",
+    ]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        assert wait_for_file(sweep_dir / "0" / "summary.json", timeout_s=300), "job 0 never finished"
+        job_id = _job_id(sweep_dir)
+    finally:
+        first.kill()  # the launcher dies; its SLURM jobs would go on, so they are killed too
+        first.communicate()
+    subprocess.run(["scancel", "--signal=KILL", "--full", job_id], check=True)
+    subprocess.run(["scancel", job_id], check=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout:
+        time.sleep(0.5)
+    done = (sweep_dir / "0" / "summary.json").read_text()
+    assert not (sweep_dir / "1" / "summary.json").exists()
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (sweep_dir / "0" / "summary.json").read_text() == done  # not re-run
+    logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.out"))
+    assert f"[skip] {sweep_dir / '0'} already finished this run" in logs
+    assert json.loads((sweep_dir / "1" / "summary.json").read_text())["seed"] == 1
+    collected = subprocess.run([cli("acdc-sweep-collect"), str(sweep_dir)], capture_output=True, text=True, timeout=300)
+    assert collected.returncode == 0, collected.stderr
+    rows = (sweep_dir / "sweep_summary.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[3:5] == ["0 1", "2"]  # one cell, seeds 0 and 1

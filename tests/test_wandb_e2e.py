@@ -148,6 +148,11 @@ def test_summary_holds_the_pair(acdc_run):
     assert s["params_total"] == second["params_total"] and s["params_nonzero"] == second["params_nonzero"]
     assert s["checkpoints"]["dense"] == str(run_dir / "checkpoints" / "dense.pt")
     assert "sparse_int8_top1" not in s  # no QAT in this run
+    # compute accounting reaches W&B as summary.json has it (counted in tests/test_compute.py)
+    assert s["pair_dense_top1"] == s["dense_top1"]
+    for key in ("inference_flops", "inference_flops_ratio", "training_flops", "training_flops_ratio"):
+        assert s[key] == pytest.approx(second[key])
+    assert 0 < s["inference_flops_ratio"] < s["training_flops_ratio"] < 1
     assert run.media_file(s["plots/training_curve"]).stat().st_size > 1000
     pairs = [a for a in run.artifacts if a["type"] == "model"]
     assert pairs[-1]["name"] == f"acdc-pair-{run.run_id}"

@@ -73,6 +73,9 @@ class DataConfig:
     center_crop_ratio: float = MISSING
     random_flip: bool = MISSING
     random_resized_crop: bool = MISSING
+    # random crop with zero padding of this many pixels (the small-image augmentation; FFCV
+    # loader only); 0 = off
+    crop_padding: int = 0
     order: str = MISSING  # random | quasi_random | sequential
     os_cache: bool = MISSING
     batches_ahead: int = MISSING
@@ -83,6 +86,17 @@ class DataConfig:
     # cap on batches per epoch (dry runs); null = full epoch
     limit_train_batches: Optional[int] = MISSING
     limit_val_batches: Optional[int] = MISSING
+
+
+@dataclass
+class FashionMnistDataConfig(DataConfig):
+    # the folder holding the four gzip IDX files (the Debian package's by default)
+    source_dir: str = MISSING
+    # the split evaluated every epoch and at the end: val (the last 5,000 training images,
+    # for every tuning choice) or test (the 10,000 test images, for a study's frozen settings)
+    eval_split: str = MISSING
+    # the last this-many training images form the val split (5,000: Fashion-MNIST's usual holdout)
+    holdout: int = MISSING
 
 
 @dataclass
@@ -273,6 +287,7 @@ class PathsConfig:
 # The variant schemas, by group and option name (config/schema.py registers them).
 VARIANTS = {
     "model": {"small_resnet": SmallResNetConfig},
+    "data": {"fashion_mnist": FashionMnistDataConfig},
     "lr_schedule": {"preset": PresetLRScheduleConfig},
     "sparsity": {"acdc": AcdcSparsityConfig, "gmp": GmpSparsityConfig},
     "quantization": {"qat": QatConfig},

@@ -24,6 +24,7 @@ CROP_DRAWS = 4 * CROP_ATTEMPTS
 # Salts keep the crop and flip streams of one sample independent.
 SALT_CROP = 1
 SALT_FLIP = 2
+SALT_TRANSLATE = 3
 
 _MIX = 2654435761  # Knuth's multiplicative constant; spreads consecutive indices apart
 _SALT_MIX = 40503

@@ -1,4 +1,6 @@
-"""Convert one split of an ImageNet-layout folder into an FFCV .beton (image + label)."""
+"""Write an FFCV .beton (image + label): one split of an ImageNet-layout folder
+(``write_beton``), or images already in memory (``write_arrays``, the built-in datasets); both
+through the same fields, page size and atomic rename."""
 
 from __future__ import annotations
 
@@ -85,9 +87,6 @@ def write_beton(
     The file appears atomically: FFCV writes ``.<name>.tmp-<pid>`` in the same folder, which is
     checked and then renamed, so a reader never sees a half-written .beton.
     """
-    from ffcv.fields import IntField, RGBImageField  # ffcv and numba take seconds to load
-    from ffcv.writer import DatasetWriter
-
     if write_mode not in WRITE_MODES:
         raise DataError(f"write_mode={write_mode!r}; allowed: {', '.join(WRITE_MODES)}")
     if max_resolution is not None and max_resolution <= 0:
@@ -98,36 +97,86 @@ def write_beton(
         raise DataError(f"compress_probability={compress_probability} must be in [0, 1]")
     if num_workers < 1 or chunk_size < 1:
         raise DataError(f"num_workers={num_workers} and chunk_size={chunk_size} must be >= 1")
+    _, samples = scan_image_tree(src_dir)
+    fields = dict(
+        write_mode=write_mode,
+        max_resolution=max_resolution,
+        jpeg_quality=jpeg_quality,
+        compress_probability=compress_probability,
+        smart_threshold=smart_threshold,
+    )
+    return _write(
+        lambda log, page: _TreeImages(samples, log, page, max_resolution),
+        out_path,
+        fields,
+        page_size=_page_size(max_resolution),
+        num_workers=num_workers,
+        chunk_size=chunk_size,
+        force=force,
+        source=str(src_dir),
+    )
+
+
+class _ArrayImages:
+    """Indexable (RGB array, label) view of in-memory grey images (N, H, W) uint8."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
+        return np.repeat(self.images[index][:, :, None], 3, axis=2), int(self.labels[index])
+
+
+def write_arrays(
+    images: np.ndarray, labels: np.ndarray, out_path: str | os.PathLike, *, chunk_size: int = 1000, force: bool = False
+) -> Path:
+    """Write grey images ``(N, H, W)`` uint8 with ``labels`` as raw RGB pixels to ``out_path``
+    (atomically, like ``write_beton``)."""
+    if images.ndim != 3 or images.dtype != np.uint8 or len(images) != len(labels):
+        raise DataError(
+            f"write_arrays needs (N, H, W) uint8 images and N labels, got {images.shape} {images.dtype}, {len(labels)}"
+        )
+    fields = dict(write_mode="raw", max_resolution=None)
+    return _write(
+        lambda log, page: _ArrayImages(images, labels),
+        out_path,
+        fields,
+        page_size=_MIN_PAGE,
+        num_workers=1,
+        chunk_size=chunk_size,
+        force=force,
+        source="arrays",
+    )
+
+
+def _write(
+    make_dataset, out_path, image_field: dict, *, page_size: int, num_workers: int, chunk_size: int, force: bool, source: str
+) -> Path:
+    """FFCV's writer into ``.<name>.tmp-<pid>`` beside ``out_path``, checked, then renamed."""
+    from ffcv.fields import IntField, RGBImageField  # ffcv and numba take seconds to load
+    from ffcv.writer import DatasetWriter
+
     out_path = Path(out_path)
     if out_path.exists() and not force:
         raise DataError(f"{out_path} already exists; pass force=True (--force) to overwrite it")
-    _, samples = scan_image_tree(src_dir)
-
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create {out_path.parent}: {exc}") from exc
     tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
     errors = tmp.with_name(tmp.name + ".errors")
-    page_size = _page_size(max_resolution)
-    dataset = _TreeImages(samples, errors, page_size, max_resolution)
-    fields = {
-        IMAGE_FIELD: RGBImageField(
-            write_mode=write_mode,
-            max_resolution=max_resolution,
-            jpeg_quality=jpeg_quality,
-            compress_probability=compress_probability,
-            smart_threshold=smart_threshold,
-        ),
-        LABEL_FIELD: IntField(),
-    }
+    dataset = make_dataset(errors, page_size)
+    fields = {IMAGE_FIELD: RGBImageField(**image_field), LABEL_FIELD: IntField()}
     try:
         errors.unlink(missing_ok=True)
         writer = DatasetWriter(str(tmp), fields, page_size=page_size, num_workers=num_workers)
         writer.from_indexed_dataset(dataset, chunksize=chunk_size)
         if errors.exists():
             lines = errors.read_text().splitlines()
-            raise DataError(f"{len(lines)} unreadable image(s) in {src_dir}, first: {lines[0]}")
+            raise DataError(f"{len(lines)} unreadable image(s) in {source}, first: {lines[0]}")
         check_beton(tmp)
         os.replace(tmp, out_path)
     except OSError as exc:  # full disk, read-only folder...

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from acdc_exp.data.settings import builtin_digits, expected_train_steps, resolved
+from acdc_exp.data.settings import builtin_dataset, expected_train_steps, resolved
 from acdc_exp.errors import DataError
 
 
@@ -23,10 +23,15 @@ class EpochSize:
 
 def _train_images(cfg: Any) -> Tuple[Optional[int], str, Optional[str]]:
     """(train images or None, where they came from, why they were not read)."""
-    if builtin_digits(cfg):
+    builtin = builtin_dataset(cfg)
+    if builtin == "digits":
         from acdc_exp.data.digits import TRAIN_IMAGES
 
         return TRAIN_IMAGES, "the digits train split", None
+    if builtin == "fashion_mnist":
+        from acdc_exp.data.fashion_mnist import train_split_size
+
+        return train_split_size(cfg.source_dir, int(cfg.holdout)), "Fashion-MNIST's train split (IDX header)", None
     try:
         path = resolved(cfg, "train_path")
     except DataError as exc:  # e.g. data.beton_dir=null: the size is unknown, not an error here

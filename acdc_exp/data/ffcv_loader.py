@@ -18,7 +18,13 @@ from omegaconf import DictConfig
 
 from acdc_exp.data.augment import epoch_key
 from acdc_exp.data.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
-from acdc_exp.data.ffcv_ops import KeyCell, SeededRandomHorizontalFlip, SeededRandomResizedCropDecoder, assert_pipeline_safe
+from acdc_exp.data.ffcv_ops import (
+    KeyCell,
+    SeededRandomHorizontalFlip,
+    SeededRandomResizedCropDecoder,
+    SeededRandomTranslate,
+    assert_pipeline_safe,
+)
 from acdc_exp.data.sharding import val_shard
 from acdc_exp.errors import DataError
 
@@ -79,6 +85,8 @@ class FfcvSource:
         else:
             self.decoder = CenterCropRGBImageDecoder((res, res), ratio=1.0)
         train_image: List = [self.decoder]
+        if cfg.crop_padding:
+            train_image.append(SeededRandomTranslate(self.key, cfg.crop_padding))
         if cfg.random_flip:
             train_image.append(SeededRandomHorizontalFlip(self.key))
         val_image: List = [CenterCropRGBImageDecoder((cfg.val_res, cfg.val_res), ratio=cfg.center_crop_ratio)]

@@ -26,7 +26,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from acdc_exp.data.augment import CROP_DRAWS, SALT_CROP, SALT_FLIP, crop_from_uniforms, sample_seed
+from acdc_exp.data.augment import CROP_DRAWS, SALT_CROP, SALT_FLIP, SALT_TRANSLATE, crop_from_uniforms, sample_seed
 from acdc_exp.errors import DataError
 
 
@@ -131,12 +131,26 @@ class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
         return decode
 
 
-class SeededRandomHorizontalFlip(Operation):
-    """Horizontal flip with probability 1/2, decided by (epoch key, sample index)."""
+class _SeededImageOp(Operation):
+    """A same-shape image operation whose per-sample draws depend only on (epoch key, sample
+    index, the operation's salt)."""
 
     def __init__(self, key: KeyCell) -> None:
         super().__init__()
         self.key = key
+
+    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, AllocationQuery]:
+        return previous_state, AllocationQuery(previous_state.shape, previous_state.dtype)
+
+    @staticmethod
+    def _seeded(fn: Callable) -> Callable:
+        fn.is_parallel = True
+        fn.with_indices = True  # FFCV then passes the batch's sample indices
+        return fn
+
+
+class SeededRandomHorizontalFlip(_SeededImageOp):
+    """Horizontal flip with probability 1/2, decided by (epoch key, sample index)."""
 
     def generate_code(self) -> Callable:
         my_range = Compiler.get_iterator()
@@ -153,12 +167,40 @@ class SeededRandomHorizontalFlip(Operation):
                     dst[i] = images[i]
             return dst[: images.shape[0]]
 
-        flip.is_parallel = True
-        flip.with_indices = True  # FFCV then passes the batch's sample indices
-        return flip
+        return self._seeded(flip)
 
-    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, AllocationQuery]:
-        return previous_state, AllocationQuery(previous_state.shape, previous_state.dtype)
+
+class SeededRandomTranslate(_SeededImageOp):
+    """Random crop with zero padding (torchvision's ``RandomCrop(size, padding)``): the image is
+    shifted by up to ``padding`` pixels each way, the uncovered border zero; the shift depends
+    only on (epoch key, sample index)."""
+
+    def __init__(self, key: KeyCell, padding: int) -> None:
+        super().__init__(key)
+        self.padding = int(padding)
+
+    def generate_code(self) -> Callable:
+        my_range = Compiler.get_iterator()
+        key_address = self.key.address
+        salt = SALT_TRANSLATE
+        pad = self.padding
+
+        def translate(images, dst, batch_indices):
+            key = _read_key(key_address)
+            h, w = images.shape[1], images.shape[2]
+            for i in my_range(images.shape[0]):
+                np.random.seed(np.uint32(_sample_seed(key, np.int64(batch_indices[i]), salt)))
+                dy = np.random.randint(-pad, pad + 1)
+                dx = np.random.randint(-pad, pad + 1)
+                dst[i] = 0
+                # output pixel (y, x) reads input (y + dy, x + dx) where that lies inside
+                y0, y1 = max(0, -dy), min(h, h - dy)
+                x0, x1 = max(0, -dx), min(w, w - dx)
+                if y0 < y1 and x0 < x1:
+                    dst[i, y0:y1, x0:x1] = images[i, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+            return dst[: images.shape[0]]
+
+        return self._seeded(translate)
 
 
 # Operations FFCV runs as plain Python on torch tensors. Anything else is compiled by numba.

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from acdc_exp.data.settings import (
     batches_for_rank,
-    builtin_digits,
+    builtin_dataset,
     capped_steps,
     resolution_for_epoch,
     resolve_num_workers,
@@ -148,14 +148,9 @@ def build_data(
     )
     device = torch.device(device)
     distributed = distributed or world_size > 1
-    if builtin_digits(cfg):
-        from acdc_exp.data.digits import ensure_digits  # scikit-learn behind it: only for data=digits
-
-        files = ensure_digits(cfg.cache_dir or Path(os.path.expanduser(str(data_cache))) / "digits")
-        if cfg.loader == "ffcv":
-            train_path, val_path = files.train_beton, files.val_beton
-        else:
-            train_path, val_path = files.train_dir, files.val_dir
+    builtin = builtin_dataset(cfg)
+    if builtin is not None:
+        train_path, val_path = _builtin_paths(cfg, builtin, Path(os.path.expanduser(str(cfg.cache_dir or data_cache))))
     else:
         train_path = _resolve(cfg.train_path, "train_path", cfg.name)
         val_path = _resolve(cfg.val_path, "val_path", cfg.name)
@@ -185,6 +180,25 @@ def build_data(
             f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size"
         )
     return DataModule(cfg, source, device, world_size, global_val_batch)
+
+
+def _builtin_paths(cfg: DictConfig, name: str, cache: Path) -> Tuple[Path, Path]:
+    """(train, evaluated) data of a built-in dataset, built under the cache on first use.
+    ``cache`` is data.cache_dir when set, else the run's data cache (which gets a subfolder)."""
+    if name == "fashion_mnist":
+        from acdc_exp.data.fashion_mnist import ensure_fashion_mnist  # ffcv behind it: only for this dataset
+
+        if cfg.loader != "ffcv":
+            raise DataError(f"data.name=fashion_mnist reads .beton files: data.loader=ffcv, not {cfg.loader!r}")
+        folder = cache if cfg.cache_dir else cache / "fashion_mnist"
+        betons = ensure_fashion_mnist(cfg.source_dir, folder, int(cfg.holdout)).betons
+        return betons["train"], betons[cfg.eval_split]
+    from acdc_exp.data.digits import ensure_digits  # scikit-learn behind it: only for data=digits
+
+    files = ensure_digits(cache if cfg.cache_dir else cache / "digits")
+    if cfg.loader == "ffcv":
+        return files.train_beton, files.val_beton
+    return files.train_dir, files.val_dir
 
 
 def _per_process(cfg: DictConfig, **values: int):

@@ -73,9 +73,21 @@ def val_batch_for_rank(global_batch: int, rank: int, world_size: int, name: str 
     return base + (1 if rank < extra else 0)
 
 
+# datasets whose .beton files the framework builds itself on first use (no paths given)
+BUILTIN_DATASETS = ("digits", "fashion_mnist")
+EVAL_SPLITS = ("val", "test")
+
+
 def builtin_digits(cfg: Any) -> bool:
     """``data.name=digits`` with no paths: the embedded dataset, built on first use (digits.py)."""
-    return cfg.name == "digits" and cfg.train_path is None and cfg.val_path is None
+    return builtin_dataset(cfg) == "digits"
+
+
+def builtin_dataset(cfg: Any) -> Optional[str]:
+    """The built-in dataset ``cfg`` names with no paths (digits.py, fashion_mnist.py), or None."""
+    if cfg.name in BUILTIN_DATASETS and cfg.train_path is None and cfg.val_path is None:
+        return str(cfg.name)
+    return None
 
 
 def capped_steps(batches: int, limit: Optional[int]) -> int:
@@ -146,6 +158,15 @@ def validate_data_config(cfg: Any) -> None:
             raise DataError(f"data.min_res={cfg.min_res} is larger than data.max_res={cfg.max_res}")
         if not 0 <= cfg.start_ramp <= cfg.end_ramp:
             raise DataError(f"data.start_ramp={cfg.start_ramp}, data.end_ramp={cfg.end_ramp}: need 0 <= start_ramp <= end_ramp")
+    if cfg.crop_padding < 0:
+        raise DataError(f"data.crop_padding={cfg.crop_padding} must be >= 0 pixels")
+    if cfg.crop_padding and cfg.loader != "ffcv":
+        raise DataError(f"data.crop_padding={cfg.crop_padding} needs data.loader=ffcv (set 0 for loader={cfg.loader})")
+    if cfg.crop_padding and cfg.random_resized_crop:
+        raise DataError("data.crop_padding and data.random_resized_crop are two crops; set one of them")
+    split = getattr(cfg, "eval_split", "val")
+    if split not in EVAL_SPLITS:
+        raise DataError(f"data.eval_split={split!r}; allowed: {', '.join(EVAL_SPLITS)}")
     if not 0.0 < cfg.crop_scale_min <= 1.0:
         raise DataError(f"data.crop_scale_min={cfg.crop_scale_min} must be in (0, 1]")
     if not 0.0 < cfg.center_crop_ratio <= 1.0:

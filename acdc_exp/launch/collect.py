@@ -15,18 +15,18 @@ from typing import Dict, List, Optional, Tuple
 
 from acdc_exp.errors import DataError
 
-COLUMNS = (
-    "method",
-    "mask_type",
-    "sparsity",
-    "runs",
-    "dense_top1",
-    "dense_top1_std",
-    "sparse_top1",
-    "sparse_top1_std",
-    "final_top1",
-    "final_top1_std",
-    "gap",
+# (summary key, table header): averaged over a cell's seeds (mean and standard deviation)
+MEASURES = (
+    ("final_top1", "top-1"),
+    ("pair_dense_top1", "dense member top-1"),
+    ("sparse_top1", "sparse member top-1"),
+    ("sparse_int8_top1", "int8 top-1"),
+    ("inference_flops_ratio", "inference FLOPs (x dense)"),
+    ("training_flops_ratio", "training FLOPs (x dense)"),
+    ("wall_time_s", "wall time (s)"),
+)
+COLUMNS = ("method", "mask_type", "sparsity", "seeds", "runs") + tuple(
+    f"{key}{suffix}" for key, _ in MEASURES for suffix in ("", "_std")
 )
 
 
@@ -36,12 +36,17 @@ class Row:
     mask_type: str
     sparsity: float
     values: Dict[str, List[float]]
+    seeds: List[int]
 
     def mean_std(self, key: str) -> Tuple[Optional[float], Optional[float]]:
         vals = self.values.get(key, [])
         if not vals:
             return None, None
         return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+    @property
+    def runs(self) -> int:
+        return len(self.seeds)
 
 
 def find_summaries(sweep_dir: Path) -> List[dict]:
@@ -53,46 +58,45 @@ def find_summaries(sweep_dir: Path) -> List[dict]:
         try:
             out.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
-            continue  # a run still writing; atomic writes make this rare
+            continue  # not a summary: runs write theirs atomically
     if not out:
         raise DataError(f"no summary.json under {str(sweep_dir)!r}; has any run of the sweep finished?")
     return out
 
 
 def aggregate(summaries: List[dict]) -> List[Row]:
+    """One row per (method, mask type, sparsity), its seeds' values listed per measure."""
     rows: Dict[Tuple[str, str, float], Row] = {}
     for s in summaries:
         if s.get("interrupted"):
             continue
         method = s.get("method", "?")
-        sparsity = float(s.get("sparsity_target", 0.0)) if method != "dense" else 0.0
-        key = (method, s.get("mask_type", "?") if method != "dense" else "-", round(sparsity, 6))
-        row = rows.setdefault(key, Row(key[0], key[1], key[2], {}))
-        for k in ("dense_top1", "sparse_top1", "final_top1", "sparse_int8_top1"):
+        sparsity = float(s.get("sparsity_target", 0.0))
+        key = (method, s.get("mask_type", "?") if sparsity else "-", round(sparsity, 6))
+        row = rows.setdefault(key, Row(key[0], key[1], key[2], {}, []))
+        row.seeds.append(int(s.get("seed", -1)))
+        for k, _ in MEASURES:
             if s.get(k) is not None:
                 row.values.setdefault(k, []).append(float(s[k]))
-    return sorted(rows.values(), key=lambda r: (r.method, r.mask_type, r.sparsity))
+    return sorted(rows.values(), key=lambda r: (r.sparsity > 0, r.method, r.mask_type, r.sparsity))
 
 
-def _fmt(mean: Optional[float], std: Optional[float]) -> str:
+def _fmt(mean: Optional[float], std: Optional[float], digits: int = 2) -> str:
     if mean is None:
         return "-"
-    return f"{mean:.2f} ± {std:.2f}" if std else f"{mean:.2f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
 
 
 def markdown_table(rows: List[Row]) -> str:
-    lines = [
-        "| method | mask | sparsity | runs | dense top-1 | sparse top-1 | final top-1 | gap (dense - sparse) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    """The table a paper needs: top-1 mean ± std over seeds, AC/DC's dense member, FLOPs."""
+    header = ["method", "mask", "sparsity", "seeds"] + [title for _, title in MEASURES]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        d, s = r.mean_std("dense_top1"), r.mean_std("sparse_top1")
-        gap = f"{d[0] - s[0]:.2f}" if d[0] is not None and s[0] is not None else "-"
-        runs = max((len(v) for v in r.values.values()), default=0)
-        lines.append(
-            f"| {r.method} | {r.mask_type} | {r.sparsity:.2f} | {runs} | {_fmt(*d)} | {_fmt(*s)} | "
-            f"{_fmt(*r.mean_std('final_top1'))} | {gap} |"
-        )
+        cells = [r.method, r.mask_type, f"{r.sparsity:.2f}", ",".join(str(s) for s in sorted(r.seeds))]
+        for key, _ in MEASURES:
+            digits = 3 if key.endswith("ratio") else (0 if key == "wall_time_s" else 2)
+            cells.append(_fmt(*r.mean_std(key), digits=digits))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -101,10 +105,10 @@ def write_csv(rows: List[Row], path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         for r in rows:
-            d, s, f = r.mean_std("dense_top1"), r.mean_std("sparse_top1"), r.mean_std("final_top1")
-            gap = d[0] - s[0] if d[0] is not None and s[0] is not None else None
-            runs = max((len(v) for v in r.values.values()), default=0)
-            w.writerow([r.method, r.mask_type, r.sparsity, runs, d[0], d[1], s[0], s[1], f[0], f[1], gap])
+            values: List[object] = [r.method, r.mask_type, r.sparsity, " ".join(str(s) for s in sorted(r.seeds)), r.runs]
+            for key, _ in MEASURES:
+                values.extend(r.mean_std(key))
+            w.writerow(values)
 
 
 def plot(rows: List[Row], path: Path, title: str) -> Path:
@@ -116,19 +120,19 @@ def plot(rows: List[Row], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     by_method: Dict[str, List[Row]] = {}
     for r in rows:
-        by_method.setdefault(f"{r.method} ({r.mask_type})" if r.method != "dense" else "dense", []).append(r)
+        by_method.setdefault(f"{r.method} ({r.mask_type})" if r.sparsity else r.method, []).append(r)
     for label, rs in by_method.items():
-        if label == "dense":
+        if all(r.sparsity == 0 for r in rs):  # the dense baseline: a line with its band
             m, sd = rs[0].mean_std("final_top1")
             if m is not None:
                 ax.axhspan(m - (sd or 0), m + (sd or 0), color="grey", alpha=0.25)
-                ax.axhline(m, color="grey", lw=1, label="dense baseline")
+                ax.axhline(m, color="grey", lw=1, label=f"{label} baseline")
             continue
         xs = [r.sparsity for r in rs]
         sparse = [r.mean_std("sparse_top1") if r.values.get("sparse_top1") else r.mean_std("final_top1") for r in rs]
         ax.errorbar(xs, [m for m, _ in sparse], yerr=[sd for _, sd in sparse], marker="o", capsize=3, label=f"{label} sparse")
-        dense = [r.mean_std("dense_top1") for r in rs]
-        if all(m is not None for m, _ in dense) and label.startswith("acdc"):
+        dense = [r.mean_std("pair_dense_top1") for r in rs]
+        if all(m is not None for m, _ in dense):
             ax.errorbar(
                 xs,
                 [m for m, _ in dense],

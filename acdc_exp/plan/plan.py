@@ -225,6 +225,12 @@ class Plan:
                 out.append((self.epoch_of(s), end, name))
         return out
 
+    def dense_member_is_pair(self) -> bool:
+        """Is the dense member trained after a compressed phase (AC/DC's sparse-dense pair), not
+        the dense model before pruning began (GMP)?"""
+        end = self.sparsity.dense_member_epoch()
+        return end is not None and any(e < end for e in self.sparsity.regrowth_epochs())
+
     def is_dense_member_step(self, step: int) -> bool:
         """True at the last step of the last dense phase: the dense model of the pair is final."""
         end = self.sparsity.dense_member_epoch()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -12,12 +13,15 @@ from omegaconf import OmegaConf
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.runs.export import run_export
 from acdc_exp.training import checkpoint as ckpt
+from acdc_exp.training.compute import run_compute
 from acdc_exp.training.distributed import max_over_ranks, ranks_identical
 from acdc_exp.training.fingerprint import run_difference
 from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.metrics import EvaluationStopped
 from acdc_exp.training.summary import build_summary, parameter_counts
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
+
+SUMMARY_FILE = "summary.json"
 
 
 def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str, Any]:
@@ -53,6 +57,17 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
     if int8_path is not None:
         paths["int8"] = str(int8_path)
     _stop_if_asked(t)
+    layer_sparsity = t.sparsifier.layer_sparsity()
+    compute = run_compute(
+        t.model,
+        t.plan,
+        lambda epoch: t.data.resolution(int(epoch)),  # the loader's resolution holds for a whole epoch
+        int(cfg.data.val_res),
+        layer_sparsity,
+        float(cfg.sparsity.sparsity),
+        t.data.loading()["global_batch_size"],
+        t.step,
+    )
     summary = build_summary(
         cfg,
         t.results,
@@ -67,7 +82,9 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
         compiled=bool(cfg.trainer.compile),
         int8_exact_on_this_cpu=t.quantizer.int8_exact_on_this_cpu() if int8_metrics else None,
         int8_engine=int8_metrics.get("int8_engine") if int8_metrics else None,
-        **parameter_counts(t.model, t.sparsifier.layer_sparsity()),
+        **parameter_counts(t.model, layer_sparsity),
+        **compute,
+        pair_dense_top1=t.results.dense["top1"] if t.results.dense and t.plan.dense_member_is_pair() else None,
         checkpoints=paths,
         wall_time_s=wall,
         wandb_run_id=t.logger.run_id,
@@ -84,7 +101,10 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
     curve = plot_training_curve(t.results.history, t.plan.phase_intervals(), t.run_dir / "training_curve.png", title=title)
     summary["training_curve"] = str(curve)
     t.logger.log_image("plots/training_curve", curve)
-    (t.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    # atomically: a re-launched sweep skips a run whose summary.json exists (runs/train.py)
+    tmp = t.run_dir / f".{SUMMARY_FILE}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, t.run_dir / SUMMARY_FILE)
     t.logger.log_summary(summary)
     return summary
 

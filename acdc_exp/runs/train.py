@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,11 +19,11 @@ from acdc_exp.models.factory import random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
-from acdc_exp.runs.finish import finish_run
+from acdc_exp.runs.finish import SUMMARY_FILE, finish_run
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_distributed, max_over_ranks, shutdown
-from acdc_exp.training.fingerprint import check_same_run
+from acdc_exp.training.fingerprint import check_same_run, run_difference
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
@@ -39,6 +40,12 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", cuda_index(dist.local_rank, torch.cuda.device_count()))
     run_dir = Path(cfg.paths.run_dir)
+    if str(tcfg.resume) == "auto" and (done := finished_run(run_dir, cfg)) is not None:
+        # a re-launched sweep runs only what is missing (every rank sees the same files)
+        if dist.is_main:
+            print(f"[skip] {run_dir} already finished this run (summary.json, matching checkpoint): nothing to do", flush=True)
+        shutdown(dist)
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
     data = build_data(
@@ -124,6 +131,22 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     if stopped:
         _leave_after_stop(guard, dist, device, summary)
     # a signal that came after the run's last stage began: the run is complete, nothing to requeue
+    return summary
+
+
+def finished_run(run_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
+    """The summary of ``run_dir`` when it holds this very run finished: summary.json written
+    at the step of last.pt, whose run fingerprint matches ``cfg``; else None."""
+    summary_path, last = run_dir / SUMMARY_FILE, run_dir / "checkpoints" / ckpt.LAST
+    if not (summary_path.is_file() and last.is_file()):
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    state = ckpt.load(last)
+    if summary.get("interrupted") or summary.get("steps") != state.get("step") or run_difference(state, cfg) is not None:
+        return None
     return summary
 
 
