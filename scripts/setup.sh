@@ -119,8 +119,7 @@ pc_found() {  # a pkg-config module; without pkg-config, look for its .pc file w
 }
 
 if ((CAN_APT)); then
-  # dataset-fashion-mnist: the built-in data=fashion_mnist (four IDX files, about 30 MB)
-  want_deb libopencv-dev libturbojpeg0-dev pkg-config build-essential dataset-fashion-mnist
+  want_deb libopencv-dev libturbojpeg0-dev pkg-config build-essential
   ((WITH_TEST)) && want_deb slurmctld slurmd slurm-client munge
 elif [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
   # optional: only data=fashion_mnist needs it, and it can read the files from elsewhere
@@ -190,6 +189,14 @@ if ((${#APT_MISSING[@]})); then
   log "apt-get install ${APT_MISSING[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_MISSING[@]}" >/dev/null
+fi
+# the built-in data=fashion_mnist (Debian's dataset-fashion-mnist, four IDX files, ~30 MB):
+# optional, so a distribution without the package still sets up
+if ((CAN_APT)) && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  log "apt-get install dataset-fashion-mnist"
+  ( ((${#APT_MISSING[@]})) || $SUDO apt-get update -qq ) &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null ||
+    log "note: dataset-fashion-mnist not installed (not in this distribution's archive?); data=fashion_mnist then needs data.source_dir="
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then

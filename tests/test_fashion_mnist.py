@@ -104,6 +104,9 @@ def test_a_broken_cache_file_is_rebuilt(subset: Path, tmp_path: Path) -> None:
     from acdc_exp.data.beton import check_beton
 
     assert {s: check_beton(p).num_samples for s, p in again.betons.items()} == {"train": 500, "val": 100, "test": 200}
+    # another holdout is another cache content (manifest.json says what the files hold)
+    other = ensure_fashion_mnist(subset, cache, 50)
+    assert {s: check_beton(p).num_samples for s, p in other.betons.items()} == {"train": 550, "val": 50, "test": 200}
 
 
 def test_loaders_split_augment_and_replay(subset: Path, tmp_path: Path) -> None:
@@ -177,3 +180,10 @@ def test_one_epoch_acdc_run_with_flops(subset: Path, tmp_path: Path) -> None:
     assert summary["training_flops_ratio"] == pytest.approx((8 + 12 * kept / dense) / 20, rel=1e-3)
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk["training_flops"] == summary["training_flops"]
+    # acdc-eval reads the run's own data config (Fashion-MNIST's schema) and scores either split
+    from acdc_exp.runs.evaluate import evaluate_checkpoint
+
+    on_val = evaluate_checkpoint(str(tmp_path / "run"), "final", ["trainer.num_threads=1"])
+    assert on_val["samples"] == HOLDOUT and on_val["top1"] == pytest.approx(summary["final_top1"])
+    on_test = evaluate_checkpoint(str(tmp_path / "run"), "final", ["data.eval_split=test", "trainer.num_threads=1"])
+    assert on_test["samples"] == TEST_SUBSET

@@ -83,6 +83,10 @@ class DataConfig:
     # 0-255 scale; normalization happens on the device, not in the loader pipeline
     mean: List[float] = MISSING
     std: List[float] = MISSING
+    # the split evaluated every epoch and at the end: val, or test where the dataset has one
+    # apart from val (fashion_mnist: val is a holdout of the training images for tuning, test
+    # the 10,000 test images for a study's frozen settings)
+    eval_split: str = "val"
     # cap on batches per epoch (dry runs); null = full epoch
     limit_train_batches: Optional[int] = MISSING
     limit_val_batches: Optional[int] = MISSING
@@ -92,9 +96,6 @@ class DataConfig:
 class FashionMnistDataConfig(DataConfig):
     # the folder holding the four gzip IDX files (the Debian package's by default)
     source_dir: str = MISSING
-    # the split evaluated every epoch and at the end: val (the last 5,000 training images,
-    # for every tuning choice) or test (the 10,000 test images, for a study's frozen settings)
-    eval_split: str = MISSING
     # the last this-many training images form the val split (5,000: Fashion-MNIST's usual holdout)
     holdout: int = MISSING
 

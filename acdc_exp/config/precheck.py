@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from acdc_exp.config.compose import config_dir, finalize, hydra_error_line
 from acdc_exp.config.schema import register_configs
-from acdc_exp.data.settings import batches_for_rank, builtin_dataset, builtin_digits
+from acdc_exp.data.settings import BUILTIN_DATASETS, batches_for_rank, builtin_digits
 from acdc_exp.errors import AcdcError, ConfigError
 
 # Hydra's flags that show something instead of running (--cfg, --help, --info, ...) or compose
@@ -238,7 +238,7 @@ def check_demo_on_other_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     datasets (digits, Fashion-MNIST) are what that model is made for."""
     choices = group_choices(overrides)
     data = choices.get("data")
-    if data is None or builtin_dataset(cfg.data) is not None or "experiment" in choices or "model" in choices:
+    if data is None or data in BUILTIN_DATASETS or "experiment" in choices or "model" in choices:
         return
     envs = sorted(set(re.findall(r"oc\.env:(\w+)", str(OmegaConf.to_container(cfg.data, resolve=False)))))
     paths = f" with {' or '.join(envs)} set" if envs else ""

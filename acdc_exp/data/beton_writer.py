@@ -97,6 +97,8 @@ def write_beton(
         raise DataError(f"compress_probability={compress_probability} must be in [0, 1]")
     if num_workers < 1 or chunk_size < 1:
         raise DataError(f"num_workers={num_workers} and chunk_size={chunk_size} must be >= 1")
+    if Path(out_path).exists() and not force:  # before the tree scan, which takes minutes on ImageNet
+        raise DataError(f"{out_path} already exists; pass force=True (--force) to overwrite it")
     _, samples = scan_image_tree(src_dir)
     fields = dict(
         write_mode=write_mode,

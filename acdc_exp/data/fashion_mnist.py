@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ TRAIN_TOTAL = 60_000
 HOLDOUT = 5_000  # the last 5,000 training images: the validation split every tuning choice uses
 TRAIN_IMAGES = TRAIN_TOTAL - HOLDOUT
 SPLITS = ("train", "val", "test")
-_HEADER = {3: 16, 1: 8}  # bytes before the pixels / labels
+_HEADER = {3: 16, 1: 8}
+MANIFEST = "manifest.json"  # bytes before the pixels / labels
 # IDX magic numbers: 0x0000 08 03 (unsigned bytes, 3 dims) and 0x0000 08 01 (1 dim)
 _MAGIC = {3: 2051, 1: 2049}
 
@@ -147,12 +149,22 @@ def train_split_size(source_dir: str | os.PathLike, holdout: int) -> int:
         return TRAIN_TOTAL - holdout
 
 
-def _complete(files: FashionFiles, sizes: Dict[str, int]) -> bool:
+def _manifest(source_dir: str | os.PathLike, holdout: int) -> Dict[str, object]:
+    """What the cached files were written from: each IDX file's path, size and mtime, and the
+    holdout; another source with the same counts or another holdout rebuilds the cache."""
+    paths = _paths(source_dir)
+    files = {key: [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for key, p in paths.items()}
+    return {"files": files, "holdout": holdout}
+
+
+def _complete(files: FashionFiles, sizes: Dict[str, int], manifest: Dict[str, object]) -> bool:
     from acdc_exp.data.beton import check_beton  # ffcv and numba take seconds to load
 
     try:
+        if json.loads((files.root / MANIFEST).read_text()) != manifest:
+            return False
         return all(p.is_file() and check_beton(p).num_samples == sizes[s] for s, p in files.betons.items())
-    except DataError:
+    except (OSError, ValueError, DataError):
         return False
 
 
@@ -163,14 +175,20 @@ def ensure_fashion_mnist(source_dir: str | os.PathLike, cache_dir: str | os.Path
 
     files = fashion_files(cache_dir)
     sizes = _split_sizes(source_dir, holdout)
-    if _complete(files, sizes):
+    manifest = _manifest(source_dir, holdout)
+    if _complete(files, sizes, manifest):
         return files
     arrays = fashion_arrays(source_dir, holdout)  # checked before anything is written
     files.root.mkdir(parents=True, exist_ok=True)
     with open(files.root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if _complete(files, sizes):  # another process finished while we waited
+        if _complete(files, sizes, manifest):  # another process finished while we waited
             return files
+        (files.root / MANIFEST).unlink(missing_ok=True)
         for split, path in files.betons.items():
             write_arrays(*arrays[split], path, force=True)
+        # last, and atomically: the files are complete once the manifest says what they hold
+        tmp = files.root / f".{MANIFEST}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, files.root / MANIFEST)
     return files

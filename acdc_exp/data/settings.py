@@ -76,6 +76,8 @@ def val_batch_for_rank(global_batch: int, rank: int, world_size: int, name: str 
 # datasets whose .beton files the framework builds itself on first use (no paths given)
 BUILTIN_DATASETS = ("digits", "fashion_mnist")
 EVAL_SPLITS = ("val", "test")
+# built-in datasets with a test split apart from val (the rest: val is the test split)
+WITH_TEST_SPLIT = ("fashion_mnist",)
 
 
 def builtin_digits(cfg: Any) -> bool:
@@ -164,9 +166,10 @@ def validate_data_config(cfg: Any) -> None:
         raise DataError(f"data.crop_padding={cfg.crop_padding} needs data.loader=ffcv (set 0 for loader={cfg.loader})")
     if cfg.crop_padding and cfg.random_resized_crop:
         raise DataError("data.crop_padding and data.random_resized_crop are two crops; set one of them")
-    split = getattr(cfg, "eval_split", "val")
-    if split not in EVAL_SPLITS:
-        raise DataError(f"data.eval_split={split!r}; allowed: {', '.join(EVAL_SPLITS)}")
+    if cfg.eval_split not in EVAL_SPLITS:
+        raise DataError(f"data.eval_split={cfg.eval_split!r}; allowed: {', '.join(EVAL_SPLITS)}")
+    if cfg.eval_split == "test" and builtin_dataset(cfg) not in WITH_TEST_SPLIT:
+        raise DataError(f"data.eval_split=test: data.name={cfg.name} has no test split apart from val; allowed: val")
     if not 0.0 < cfg.crop_scale_min <= 1.0:
         raise DataError(f"data.crop_scale_min={cfg.crop_scale_min} must be in (0, 1]")
     if not 0.0 < cfg.center_crop_ratio <= 1.0:

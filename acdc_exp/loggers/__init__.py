@@ -14,6 +14,11 @@ from acdc_exp.loggers.console import ConsoleLogger
 KINDS = ("none", "console", "wandb")
 
 
+def opens_wandb_run(cfg: DictConfig) -> bool:
+    """Does logger config ``cfg`` open a W&B run (whose id the run's summary records)?"""
+    return cfg.kind == "wandb"
+
+
 def build_logger(
     cfg: DictConfig, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str], is_main: bool, overrides: List[str] = ()
 ) -> Logger:
@@ -30,4 +35,4 @@ def build_logger(
     return MultiLogger(console, WandbLogger(cfg, run_dir=run_dir, config=config, resume_id=resume_id, overrides=list(overrides)))
 
 
-__all__ = ["Logger", "MultiLogger", "ConsoleLogger", "build_logger"]
+__all__ = ["Logger", "MultiLogger", "ConsoleLogger", "build_logger", "opens_wandb_run"]

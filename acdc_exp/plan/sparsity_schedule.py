@@ -6,6 +6,7 @@ sparsity, and lists the epochs at which masks are recomputed. Nothing here sees 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -165,15 +166,20 @@ class GMPSchedule(SparsitySchedule):
         return DENSE if epoch < self.start_epoch else COMPRESSED
 
     def update_epochs(self) -> List[float]:
+        return list(self._updates)
+
+    @functools.cached_property
+    def _updates(self) -> Tuple[float, ...]:
+        # once: sparsity() reads them at every step
         out, k = [], 0
         while self.start_epoch + k * self.update_frequency < self.end_epoch - 1e-9:
             out.append(self.start_epoch + k * self.update_frequency)
             k += 1
         out.append(self.end_epoch)
-        return out
+        return tuple(out)
 
     def sparsity(self, epoch: float) -> float:
-        passed = [b for b in self.update_epochs() if b <= epoch + 1e-9]
+        passed = [b for b in self._updates if b <= epoch + 1e-9]
         return self._cubic(passed[-1]) if passed else 0.0
 
     def dense_member_epoch(self) -> Optional[float]:

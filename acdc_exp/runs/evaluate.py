@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from acdc_exp.config.compose import compose_config
+from acdc_exp.config.groups import VARIANTS
 from acdc_exp.data import build_data
 from acdc_exp.errors import ConfigError
 from acdc_exp.quantization.float_view import is_prepared
@@ -45,8 +46,11 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
         cfg = compose_config(list(overrides))
     if not _group_override(overrides) and "data" in saved:
         fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
+        # a data option with its own schema (Fashion-MNIST's source_dir...) merges onto that one
+        variant = VARIANTS["data"].get(str(saved["data"].get("name")))
+        base = OmegaConf.structured(variant) if variant is not None else cfg.data
         with open_dict(cfg):
-            cfg.data = OmegaConf.merge(cfg.data, saved["data"], fields.get("data", {}))
+            cfg.data = OmegaConf.merge(base, saved["data"], fields.get("data", {}))
     return cfg
 
 

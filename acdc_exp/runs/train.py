@@ -14,7 +14,7 @@ from torch import nn
 
 from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
-from acdc_exp.loggers import build_logger
+from acdc_exp.loggers import build_logger, opens_wandb_run
 from acdc_exp.models.factory import random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
@@ -40,12 +40,15 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", cuda_index(dist.local_rank, torch.cuda.device_count()))
     run_dir = Path(cfg.paths.run_dir)
-    if str(tcfg.resume) == "auto" and (done := finished_run(run_dir, cfg)) is not None:
-        # a re-launched sweep runs only what is missing (every rank sees the same files)
+    # a re-launched sweep runs only what is missing: the main rank decides for all
+    done = finished_run(run_dir, cfg) if dist.is_main and str(tcfg.resume) == "auto" else None
+    if max_over_ranks(int(done is not None), dist, device):
         if dist.is_main:
             print(f"[skip] {run_dir} already finished this run (summary.json, matching checkpoint): nothing to do", flush=True)
         shutdown(dist)
-        return done
+        return done or {"skipped": True, "run_dir": str(run_dir)}
+    if dist.is_main:
+        (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # a summary from an earlier training of this dir is stale now
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
     data = build_data(
@@ -136,14 +139,19 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
 
 def finished_run(run_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
     """The summary of ``run_dir`` when it holds this very run finished: summary.json written
-    at the step of last.pt, whose run fingerprint matches ``cfg``; else None."""
+    at the step of last.pt, whose run fingerprint matches ``cfg``, with the ONNX export and the
+    W&B run ``cfg`` asks for; else None (the run resumes, or trains, as usual)."""
     summary_path, last = run_dir / SUMMARY_FILE, run_dir / "checkpoints" / ckpt.LAST
     if not (summary_path.is_file() and last.is_file()):
         return None
     try:
         summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError:
+    except (OSError, ValueError):  # unreadable or not JSON: not a finished run's summary
         return None
+    if bool(cfg.trainer.export_onnx) and "onnx" not in summary:
+        return None  # asked for now: resuming at the last step exports
+    if summary.get("wandb_run_id") is None and opens_wandb_run(cfg.logger):
+        return None  # W&B asked for now: resuming at the last step logs the run's end
     state = ckpt.load(last)
     if summary.get("interrupted") or summary.get("steps") != state.get("step") or run_difference(state, cfg) is not None:
         return None

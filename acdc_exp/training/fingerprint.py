@@ -17,7 +17,18 @@ from acdc_exp.errors import CheckpointError
 
 # what is trained: the model, the data and its augmentation (global batch included), the
 # optimizer and lr schedule, the sparsity and quantization schedules, the seed and the length
-DEFINING = ("model", "data", "optimizer", "lr_schedule", "sparsity", "quantization", "seed", "trainer.epochs")
+DEFINING = (
+    "model",
+    "data",
+    "optimizer",
+    "lr_schedule",
+    "sparsity",
+    "quantization",
+    "seed",
+    "trainer.epochs",
+    "trainer.label_smoothing",  # the loss
+    "trainer.bn_recalibration_batches",  # the BatchNorm statistics every evaluation (and the members) use
+)
 # under those: where files are and how they load (requeues move them), or evaluation only
 NOT_DEFINING = frozenset(
     {
@@ -29,6 +40,7 @@ NOT_DEFINING = frozenset(
         "data.beton_dir",  # where the files are, not what they hold
         "data.train_images",  # a hint for acdc-schedule
         "data.cache_dir",
+        "data.source_dir",  # where Fashion-MNIST's IDX files are
         "data.num_workers",
         "data.os_cache",
         "data.batches_ahead",
