@@ -121,9 +121,9 @@ pc_found() {  # a pkg-config module; without pkg-config, look for its .pc file w
 if ((CAN_APT)); then
   want_deb libopencv-dev libturbojpeg0-dev pkg-config build-essential
   ((WITH_TEST)) && want_deb slurmctld slurmd slurm-client munge
-elif [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
+elif [[ ! -d ${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist} ]]; then
   # optional: only data=fashion_mnist needs it, and it can read the files from elsewhere
-  log "note: Fashion-MNIST is not installed (Debian package dataset-fashion-mnist); data=fashion_mnist then needs data.source_dir=<folder with its IDX files>"
+  log "note: Fashion-MNIST is not installed (Debian package dataset-fashion-mnist); data=fashion_mnist then needs FASHION_MNIST_DIR or data.source_dir=<folder with its IDX files>"
 fi
 if ((PY_OK)); then
   deb_py=$(debian_python || true)
