@@ -97,8 +97,7 @@ def write_beton(
         raise DataError(f"compress_probability={compress_probability} must be in [0, 1]")
     if num_workers < 1 or chunk_size < 1:
         raise DataError(f"num_workers={num_workers} and chunk_size={chunk_size} must be >= 1")
-    if Path(out_path).exists() and not force:  # before the tree scan, which takes minutes on ImageNet
-        raise DataError(f"{out_path} already exists; pass force=True (--force) to overwrite it")
+    _refuse_existing(out_path, force)  # before the tree scan, which takes minutes on ImageNet
     _, samples = scan_image_tree(src_dir)
     fields = dict(
         write_mode=write_mode,
@@ -141,6 +140,7 @@ def write_arrays(
         raise DataError(
             f"write_arrays needs (N, H, W) uint8 images and N labels, got {images.shape} {images.dtype}, {len(labels)}"
         )
+    _refuse_existing(out_path, force)
     fields = dict(write_mode="raw", max_resolution=None)
     return _write(
         lambda log, page: _ArrayImages(images, labels),
@@ -154,6 +154,11 @@ def write_arrays(
     )
 
 
+def _refuse_existing(out_path: str | os.PathLike, force: bool) -> None:
+    if Path(out_path).exists() and not force:
+        raise DataError(f"{out_path} already exists; pass force=True (--force) to overwrite it")
+
+
 def _write(
     make_dataset, out_path, image_field: dict, *, page_size: int, num_workers: int, chunk_size: int, force: bool, source: str
 ) -> Path:
@@ -162,8 +167,6 @@ def _write(
     from ffcv.writer import DatasetWriter
 
     out_path = Path(out_path)
-    if out_path.exists() and not force:
-        raise DataError(f"{out_path} already exists; pass force=True (--force) to overwrite it")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
