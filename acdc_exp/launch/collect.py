@@ -155,11 +155,14 @@ def plot(rows: List[Row], path: Path, title: str) -> Path:
 def collect(sweep_dir: Path, out_dir: Optional[Path] = None) -> Tuple[str, Path, Path]:
     """Write ``sweep_summary.md``, ``.csv`` and ``.png`` into ``out_dir`` (default: the sweep dir)."""
     sweep_dir = Path(sweep_dir)
-    rows = aggregate(find_summaries(sweep_dir))
+    summaries = find_summaries(sweep_dir)
+    rows = aggregate(summaries)
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows)
     (out_dir / "sweep_summary.md").write_text(table + "\n")
     write_csv(rows, out_dir / "sweep_summary.csv")
-    png = plot(rows, out_dir / "sweep_summary.png", title=f"sweep {sweep_dir.name}")
+    experiments = sorted({str(s.get("experiment")) for s in summaries if s.get("experiment")})
+    title = f"{' + '.join(experiments) + ': ' if experiments else ''}sweep {sweep_dir.name}, mean ± std over seeds"
+    png = plot(rows, out_dir / "sweep_summary.png", title=title)
     return table, out_dir / "sweep_summary.csv", png
