@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from acdc_exp import run_layout as layout
 from acdc_exp.errors import DataError
 
 # (summary key, table header): averaged over a cell's seeds (mean and standard deviation)
@@ -54,7 +55,7 @@ def find_summaries(sweep_dir: Path) -> List[dict]:
     if not sweep_dir.is_dir():
         raise DataError(f"sweep dir {str(sweep_dir)!r} does not exist")
     out = []
-    for path in sorted(sweep_dir.rglob("summary.json")):
+    for path in sorted(sweep_dir.rglob(layout.SUMMARY)):
         try:
             out.append(json.loads(path.read_text()))
         except json.JSONDecodeError:

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import wandb
 from omegaconf import DictConfig
 
+from acdc_exp import run_layout as layout
 from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.plots import plot_layer_sparsity
@@ -129,7 +130,7 @@ class WandbLogger(Logger):
         self.cfg = cfg
         self.mode = mode
         self.run_dir = Path(run_dir)
-        self.plots_dir = self.run_dir / "plots"
+        self.plots_dir = self.run_dir / layout.PLOTS
         self.log_artifacts = bool(cfg.log_artifacts)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         experiment = str(config.get("experiment_name", "run")) if isinstance(config, Mapping) else "run"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.runs.evaluate import compose_for_member
@@ -110,7 +111,7 @@ def run_export(
     src = Path(checkpoint)
     if src.is_file():
         targets = {src.stem if src.stem in ("dense", "final") else "final": str(src)}
-        run_dir = src.parent.parent if src.parent.name == "checkpoints" else src.parent
+        run_dir = layout.run_dir_of(src)
     else:
         if not src.exists():
             raise CheckpointError(f"checkpoint={checkpoint!r} does not exist (give a run dir or a .pt file)")
@@ -123,9 +124,10 @@ def run_export(
                 if member != "all":
                     raise
         if not targets:
-            raise CheckpointError(f"checkpoint={checkpoint!r} has no dense.pt or final.pt under checkpoints/")
+            files = " or ".join(layout.MEMBER_FILES[name] for name in names)
+            raise CheckpointError(f"checkpoint={checkpoint!r} has no {files} under {layout.CHECKPOINTS}/")
         run_dir = src
-    out_dir = Path(out) if out else run_dir / "export"
+    out_dir = Path(out) if out else run_dir / layout.EXPORT
     warm_dynamo_exporter()  # before data loaders run (see its docstring)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     files = []
@@ -167,7 +169,7 @@ def _benchmark(
     settings = dataclasses.replace(settings, res=res)
     speed = speed_report([BenchFile(f.member, f.kind, f.path) for f in files], settings)
     (out_dir / "speed_report.json").write_text(json.dumps(speed, indent=2))
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / layout.SUMMARY
     run_id = json.loads(summary_path.read_text()).get("wandb_run_id") if summary_path.is_file() else None
     logger_cfg = config.get("logger", {})
     speed["wandb"] = None

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from omegaconf import OmegaConf
 
+from acdc_exp import run_layout as layout
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.runs.export import run_export
 from acdc_exp.training import checkpoint as ckpt
@@ -20,8 +21,6 @@ from acdc_exp.training.int8_member import int8_member
 from acdc_exp.training.metrics import EvaluationStopped
 from acdc_exp.training.summary import build_summary, parameter_counts
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
-
-SUMMARY_FILE = "summary.json"
 
 
 def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str, Any]:
@@ -98,13 +97,13 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
         summary["onnx"] = {"dir": report["out_dir"], "all_ok": report["all_ok"], "files": [f["path"] for f in report["files"]]}
         t.logger.message(report["table"])
     title = f"{cfg.experiment_name}: validation top-1 by phase"
-    curve = plot_training_curve(t.results.history, t.plan.phase_intervals(), t.run_dir / "training_curve.png", title=title)
+    curve = plot_training_curve(t.results.history, t.plan.phase_intervals(), t.run_dir / layout.TRAINING_CURVE, title=title)
     summary["training_curve"] = str(curve)
     t.logger.log_image("plots/training_curve", curve)
     # atomically: a re-launched sweep skips a run whose summary.json exists (runs/train.py)
-    tmp = t.run_dir / f".{SUMMARY_FILE}.tmp"
+    tmp = t.run_dir / f".{layout.SUMMARY}.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, t.run_dir / SUMMARY_FILE)
+    os.replace(tmp, t.run_dir / layout.SUMMARY)
     t.logger.log_summary(summary)
     return summary
 
@@ -120,7 +119,7 @@ def _int8_done(t: Trainer) -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
     """The int8 member already scored for this very step and run (an end stage that stopped
     after it, or a finished run resumed again), else (None, None). The main rank decides for
     all (the int8 evaluation that follows otherwise is collective)."""
-    path = t.ckpt_dir / ckpt.MEMBER_FILES["int8"]
+    path = layout.member_file(t.run_dir, "int8")
     saved = ckpt.load(path) if t.quantizer.prepared and path.exists() and t.dist.is_main else None
     usable = saved is not None and saved.get("step") == t.step and saved.get("metrics") is not None
     usable = usable and run_difference(saved, t.cfg) is None
@@ -141,7 +140,7 @@ def _save_members(t: Trainer) -> Dict[str, str]:
     paths: Dict[str, str] = {}
     if t.dist.is_main:
         paths["final"] = str(t.save_member("final", r.final))
-        paths["last"] = str(t.ckpt_dir / ckpt.LAST)
-        if (t.ckpt_dir / ckpt.MEMBER_FILES["dense"]).exists():
-            paths["dense"] = str(t.ckpt_dir / ckpt.MEMBER_FILES["dense"])
+        paths["last"] = str(layout.member_file(t.run_dir, "last"))
+        if layout.member_file(t.run_dir, "dense").exists():
+            paths["dense"] = str(layout.member_file(t.run_dir, "dense"))
     return paths

@@ -14,35 +14,27 @@ from typing import Any, Dict, Tuple
 from omegaconf import OmegaConf
 from torch import nn
 
+from acdc_exp import run_layout as layout
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.models import build_model
 from acdc_exp.quantization.qat import QATController, convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
 from acdc_exp.training import checkpoint as ckpt
 
-MEMBERS = tuple(ckpt.MEMBER_FILES)
-_FILES = ckpt.MEMBER_FILES
+MEMBERS = tuple(layout.MEMBER_FILES)
 
 
 def member_path(checkpoint: str, member: str = "final") -> Path:
     """The file for ``member`` of a run dir, or ``checkpoint`` itself when it is a file."""
     check_choice("member", member, MEMBERS)
-    path = Path(checkpoint)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise CheckpointError(f"checkpoint={checkpoint!r} does not exist (give a run dir or a .pt file)")
-    for candidate in (path / "checkpoints" / _FILES[member], path / _FILES[member]):
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(f"checkpoint={checkpoint!r} has no {member} member (looked for checkpoints/{_FILES[member]})")
+    return layout.find_member(checkpoint, member)
 
 
 def _config_of(state: Dict[str, Any], path: Path) -> Dict[str, Any]:
     cfg = state.get("config")
     if isinstance(cfg, dict) and "model" in cfg:
         return cfg
-    sibling = path.parent / _FILES["final"]  # the int8 member stores no config
+    sibling = path.parent / layout.MEMBER_FILES["final"]  # the int8 member stores no config
     if sibling.is_file() and sibling != path:
         with quiet_ao():
             cfg = ckpt.load(sibling).get("config")

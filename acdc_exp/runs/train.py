@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger, opens_wandb_run
@@ -19,7 +20,7 @@ from acdc_exp.models.factory import random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
-from acdc_exp.runs.finish import SUMMARY_FILE, finish_run
+from acdc_exp.runs.finish import finish_run
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_distributed, max_over_ranks, shutdown
@@ -48,7 +49,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         shutdown(dist)
         return done or {"skipped": True, "run_dir": str(run_dir)}
     if dist.is_main:
-        (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # a summary from an earlier training of this dir is stale now
+        (run_dir / layout.SUMMARY).unlink(missing_ok=True)  # a summary from an earlier training of this dir is stale now
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
     data = build_data(
@@ -120,7 +121,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
             "interrupted": True,
             "step": stop.step,
             "run_dir": str(run_dir),
-            "checkpoint": str(run_dir / "checkpoints" / ckpt.LAST),
+            "checkpoint": str(layout.member_file(run_dir, "last")),
         }
     finally:
         logger.finish()
@@ -141,7 +142,7 @@ def finished_run(run_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
     """The summary of ``run_dir`` when it holds this very run finished: summary.json written
     at the step of last.pt, whose run fingerprint matches ``cfg``, with the ONNX export and the
     W&B run ``cfg`` asks for; else None (the run resumes, or trains, as usual)."""
-    summary_path, last = run_dir / SUMMARY_FILE, run_dir / "checkpoints" / ckpt.LAST
+    summary_path, last = run_dir / layout.SUMMARY, layout.member_file(run_dir, "last")
     if not (summary_path.is_file() and last.is_file()):
         return None
     try:

@@ -12,11 +12,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from acdc_exp import run_layout as layout
 from acdc_exp.errors import CheckpointError
-
-LAST = "last.pt"
-# the files of a finished run's members, under <run_dir>/checkpoints/
-MEMBER_FILES = {"final": "final.pt", "dense": "dense.pt", "int8": "final_int8.pt", "last": LAST}
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
@@ -37,12 +34,8 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> Dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / "checkpoints" / LAST
-        path = candidate if candidate.exists() else path / LAST
-    if not path.exists():
-        raise CheckpointError(f"checkpoint={str(path)!r} does not exist")
+    """A checkpoint file, or a run dir's last.pt."""
+    path = layout.find_member(path, "last")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -72,15 +65,10 @@ def resolve_resume(resume: str, run_dir: Path) -> Optional[Path]:
     if resume in ("never", "false", "False", "", "none", "None"):
         return None
     if resume in ("auto", "true", "True"):
-        last = run_dir / "checkpoints" / LAST
+        last = layout.member_file(run_dir, "last")
         if resume == "auto":
             return last if last.exists() else None
         if not last.exists():
             raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {last}")
         return last
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "checkpoints" / LAST
-    if not path.exists():
-        raise CheckpointError(f"trainer.resume={resume!r}: no checkpoint there (expected a .pt file or a run dir)")
-    return path
+    return layout.find_member(resume, "last", key="trainer.resume")

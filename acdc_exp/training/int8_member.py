@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
+from acdc_exp import run_layout as layout
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.metrics import evaluate
 
@@ -79,4 +80,4 @@ def int8_member(
         "quantizer": quantizer.state_dict(),
         **extra,
     }
-    return metrics, ckpt.save_atomic(payload, save_dir / ckpt.MEMBER_FILES["int8"])
+    return metrics, ckpt.save_atomic(payload, save_dir / layout.MEMBER_FILES["int8"])

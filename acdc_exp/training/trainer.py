@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from acdc_exp import run_layout as layout
 from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.metric_keys import eval_row, step_row
 from acdc_exp.models.sync_bn import has_sync_batchnorm
@@ -64,7 +65,7 @@ class Trainer:
         self.quantizer = quantizer
         self.logger = logger
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = layout.checkpoints_dir(self.run_dir)
         self.device = device
         self.dist = dist
         tcfg = cfg.trainer
@@ -155,7 +156,7 @@ class Trainer:
         """last.pt at the current step; mid-epoch is fine (resume replays the epoch's batches)."""
         if not self.dist.is_main:
             return None
-        return ckpt.save_atomic(self.state_dict(), self.ckpt_dir / ckpt.LAST)
+        return ckpt.save_atomic(self.state_dict(), layout.member_file(self.run_dir, "last"))
 
     def should_stop(self) -> bool:
         """A stop request on any rank stops all ranks at the same step (else DDP deadlocks)."""
@@ -168,7 +169,7 @@ class Trainer:
     def save_member(self, name: str, metrics: Dict[str, float]) -> Path:
         state = self.state_dict()
         payload = {k: state[k] for k in ("model", "quantizer", "sparsifier", "epoch", "step", "config")}
-        return ckpt.save_atomic({**payload, "metrics": metrics}, self.ckpt_dir / ckpt.MEMBER_FILES[name])
+        return ckpt.save_atomic({**payload, "metrics": metrics}, layout.member_file(self.run_dir, name))
 
     # --- evaluation -----------------------------------------------------------------------
 
