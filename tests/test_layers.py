@@ -1,5 +1,6 @@
-"""The package's layers import downward only: no cycle between subpackages (function-level
-imports count too), and nothing outside ``acdc_exp.cli`` imports the CLI."""
+"""The package's layers import downward only, in the order FLOORS writes down: a unit imports
+units of lower floors only (function-level and type-only imports count too), so a sideways
+edge fails as an upward one does; no cycle; nothing outside ``acdc_exp.cli`` imports the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ import acdc_exp
 ROOT = Path(acdc_exp.__file__).parent
 # runs in DeepSparse's own venv as a script; it imports no acdc_exp module
 STANDALONE = {"speed/deepsparse_worker.py"}
+# The layer contract, top floor first: subpackages and top-level modules (docs/design.md).
+FLOORS = (
+    ("cli",),  # argument parsing; calls one function, mostly in runs/
+    ("runs",),  # a run end to end: train, finish, evaluate, export
+    ("config",),  # composition and prechecks (builds the objects that own each rule)
+    ("training", "speed", "recipe"),  # the loop; inference timing; SparseML recipes -> config
+    ("sparsity", "quantization", "loggers"),  # masks; QAT and export; logs and plots
+    ("plan", "models", "data", "launch"),  # the schedule; model zoo; loaders; sweep collection
+    ("run_layout", "records", "machine"),  # a run dir's files; records two layers share; the machine
+    ("errors",),  # the error types every layer raises
+)
+FLOOR_OF = {unit: len(FLOORS) - k for k, units in enumerate(FLOORS) for unit in units}
 
 
 def _unit(parts: tuple[str, ...]) -> str:
@@ -75,6 +88,18 @@ def test_graph_is_read(edges):
     assert {"training", "quantization", "speed"} <= edges["runs"] and "runs" in edges["cli"]
 
 
+def test_every_unit_has_a_floor(edges):
+    units = {p.relative_to(ROOT).parts[0].removesuffix(".py") for p in ROOT.glob("*")} - {"__init__", "__pycache__", "configs"}
+    assert sorted(units - set(FLOOR_OF)) == []
+    assert sorted(set(FLOOR_OF) - units) == []
+
+
+def test_imports_go_to_lower_floors_only(edges):
+    # sideways (same floor) and upward edges, e.g. loggers -> sparsity before MaskUpdate moved to records
+    wrong = sorted((a, b) for a in edges for b in edges[a] if FLOOR_OF.get(b, 0) >= FLOOR_OF.get(a, 0))
+    assert wrong == []
+
+
 def test_no_cycle_between_subpackages(edges):
     cycles = sorted((a, b) for a in edges for b in edges[a] if _reaches(edges, b, a))
     assert cycles == []
@@ -87,4 +112,3 @@ def test_nothing_imports_the_cli(edges):
 def test_modules_stay_small():
     lines = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")}
     assert {name: n for name, n in lines.items() if n > 400} == {}
-    assert lines["training/trainer.py"] <= 300  # the trainer only loops; the run's end is runs/finish.py

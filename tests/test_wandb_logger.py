@@ -17,7 +17,7 @@ from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.metric_keys import step_row
 from acdc_exp.loggers.plots import plot_training_curve
 from acdc_exp.loggers.wandb_logger import WandbLogger, artifact_name, layer_key, run_name
-from acdc_exp.sparsity.sparsifier import MaskUpdate
+from acdc_exp.records import MaskUpdate
 
 LAYERS = ["layer1.0.conv1.weight", "layer2.0.downsample.0.weight"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-from acdc_exp.sparsity.sparsifier import MaskUpdate
+from acdc_exp.records import MaskUpdate
 
 
 class Logger:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping
 from tqdm import tqdm
 
 from acdc_exp.loggers.base import Logger
-from acdc_exp.sparsity.sparsifier import MaskUpdate
+from acdc_exp.records import MaskUpdate
 
 
 class ConsoleLogger(Logger):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from acdc_exp.plan import Plan
-    from acdc_exp.sparsity.sparsifier import MaskUpdate
+    from acdc_exp.records import MaskUpdate
 
 PHASE_COLOURS = {"dense": "#dbeafe", "compressed": "#fde2e2", "qat": "#e9d5ff"}
 

@@ -30,7 +30,7 @@ from acdc_exp.errors import ConfigError
 from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.plots import plot_layer_sparsity
 from acdc_exp.loggers.wandb_log_file import wait_until_complete
-from acdc_exp.sparsity.sparsifier import MaskUpdate
+from acdc_exp.records import MaskUpdate
 
 MODES = ("online", "offline", "disabled")
 MAX_NAME_LEN = 128

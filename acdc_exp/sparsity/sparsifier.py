@@ -20,7 +20,6 @@ Two choices at the start of a dense phase are config (``sparsity.*``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
@@ -29,25 +28,10 @@ from torch import nn
 
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.plan import StepPlan
+from acdc_exp.records import MaskUpdate
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
 from acdc_exp.sparsity.stale_momentum import StaleMomentum
-
-
-@dataclass
-class MaskUpdate:
-    """What a mask recomputation did, for logs and the mask-stability analysis."""
-
-    step: int
-    epoch: float
-    target_sparsity: float
-    layer_sparsity: Dict[str, float]
-    global_sparsity: float
-    # fraction of mask entries that differ from the previous compressed phase's masks
-    # (None for the first mask computation)
-    changed_fraction: Optional[float] = None
-    layer_changed: Dict[str, float] = field(default_factory=dict)
-
 
 RESET_MOMENTUM = ("all", "pruned", "none")
 DEAD_CHANNELS = ("regrow", "keep_pruned")
