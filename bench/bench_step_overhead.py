@@ -1,6 +1,7 @@
 """Per-step cost of AC/DC-masked training against dense training, ResNet-50 on CPU.
 
-The compressed step is the trainer's own hook sequence (acdc_exp/training/trainer.py):
+Both steps are the trainer's own step (acdc_exp/training/step.py::train_step, in fp32 without
+QAT), timed around each sparsifier hook:
 
     sparsifier.begin_step(p)  # p: compressed, no mask update
     forward, backward
@@ -8,7 +9,7 @@ The compressed step is the trainer's own hook sequence (acdc_exp/training/traine
 
 with block4 masks at 85% on the 52 layer1..layer4 convs named in
 configs/experiment/resnet50_imagenet_acdc85_quant.yaml. The dense step is forward, backward
-and the SGD step. Two models with the same initial weights and their own optimizers run in
+and the SGD step (its sparsifier selects no weight). Two models with the same initial weights and their own optimizers run in
 alternating rounds (dense/masked, then masked/dense: ABBA) so that slow drift of the machine's
 load falls on both equally. The masked model trains dense for two steps first, so the masks
 prune weights with SGD momentum; the rounds run twice: while that stale momentum decays (the
@@ -28,6 +29,7 @@ recorded next to wall time, and ``uptime`` before and after.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -37,7 +39,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List
 
 import torch
 from omegaconf import OmegaConf
@@ -46,7 +48,10 @@ from torch import nn
 from acdc_exp.machine import describe
 from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
+from acdc_exp.quantization import NoQuantization
 from acdc_exp.sparsity.sparsifier import Sparsifier
+from acdc_exp.training.precision import full_precision
+from acdc_exp.training.step import train_step
 
 GOAL_PCT = 2.0
 # a 5-epoch compressed phase of the reference job: ImageNet's 1,281,167 images at global batch 256
@@ -55,13 +60,15 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
 
 
-def _step_plan(update_masks: bool, sparsity: float, step: int = 0) -> StepPlan:
+def _step_plan(update_masks: bool, sparsity: float, step: int = 0, phase: str = "compressed") -> StepPlan:
+    # lr 1e-3: the same batch is seen over and over, and a diverging loss (inf/NaN) would
+    # distort timings; weight decay as the experiment's
     return StepPlan(
         step=step,
         epoch=0.0,
-        lr=0.01,
+        lr=1e-3,
         weight_decay=1e-5,
-        phase="compressed",
+        phase=phase,
         sparsity=sparsity,
         update_masks=update_masks,
         qat_active=False,
@@ -72,54 +79,52 @@ def _step_plan(update_masks: bool, sparsity: float, step: int = 0) -> StepPlan:
 
 
 def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    # the experiment's optimizer (SGD, momentum 0.9, Nesterov, weight decay 1e-5) with a small lr:
-    # the same batch is seen over and over, and a diverging loss (inf/NaN) would distort timings
+    # the experiment's optimizer (SGD, momentum 0.9, Nesterov); lr and weight decay come from the plan
     return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-5)
 
 
 class Runner:
-    """One model + optimizer; ``sparsifier`` is None for the dense baseline."""
+    """One model + optimizer, as the trainer's step sees them (training/step.py's StepParts):
+    fp32, no QAT. The dense baseline's sparsifier selects no weight, so its hooks do nothing."""
 
-    def __init__(self, model: nn.Module, sparsifier: Sparsifier | None, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.model = model
-        self.opt = _optimizer(model)
+    def __init__(self, model: nn.Module, sparsifier: Sparsifier, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model = self.forward = model
+        self.optimizer = _optimizer(model)
         self.sparsifier = sparsifier
-        if sparsifier is not None:
-            sparsifier.attach_optimizer(self.opt)
+        sparsifier.attach_optimizer(self.optimizer)
+        self.quantizer = NoQuantization()
+        self.precision = full_precision(torch.device("cpu"))
+        self.scaler = self.precision.grad_scaler()  # disabled in fp32: scale() and step() pass through
+        self.masked = bool(sparsifier.names)
         self.x, self.y = x, y
         self.criterion = nn.CrossEntropyLoss()
         self.hook_times: List[float] = []  # seconds spent in sparsifier hooks, per masked step
         self.last_loss = float("nan")
         self.hook_cpu_times: List[float] = []
         self.cpu_times: List[float] = []  # process CPU seconds per step (less hurt by descheduling)
+        self._hooks = [0.0, 0.0]  # this step's hook wall and CPU seconds
 
-    def step(self, plan: StepPlan | None = None) -> float:
-        sp = self.sparsifier
-        hooks, hooks_cpu = 0.0, 0.0
+    def start_qat(self, p: StepPlan) -> None:
+        raise RuntimeError("this benchmark's plans never start QAT")
+
+    @contextlib.contextmanager
+    def _timed(self, hook: str) -> Iterator[None]:
+        t, c = time.perf_counter(), time.process_time()
+        yield
+        self._hooks[0] += time.perf_counter() - t
+        self._hooks[1] += time.process_time() - c
+
+    def step(self, plan: StepPlan) -> float:
+        self._hooks = [0.0, 0.0]
         cpu = time.process_time()
         start = time.perf_counter()
-        if sp is not None:
-            t, c = time.perf_counter(), time.process_time()
-            sp.begin_step(plan)
-            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
-        loss = self.criterion(self.model(self.x), self.y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if sp is not None:
-            t, c = time.perf_counter(), time.process_time()
-            sp.mask_gradients()
-            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
-        self.opt.step()
-        if sp is not None:
-            t, c = time.perf_counter(), time.process_time()
-            sp.end_step()
-            hooks, hooks_cpu = hooks + time.perf_counter() - t, hooks_cpu + time.process_time() - c
+        loss, _ = train_step(self, self.x, self.y, plan, hook_timer=self._timed)
         elapsed = time.perf_counter() - start
         self.cpu_times.append(time.process_time() - cpu)
         self.last_loss = loss.item()
-        if sp is not None:
-            self.hook_times.append(hooks)
-            self.hook_cpu_times.append(hooks_cpu)
+        if self.masked:
+            self.hook_times.append(self._hooks[0])
+            self.hook_cpu_times.append(self._hooks[1])
         return elapsed
 
 
@@ -191,7 +196,7 @@ def main() -> None:
 
     sparsifier = Sparsifier(masked_model, params=params, mask_type=mask_type, global_sparsity=bool(sp_cfg.global_sparsity))
     assert len(sparsifier.names) == 52, len(sparsifier.names)
-    dense = Runner(dense_model, None, x, y)
+    dense = Runner(dense_model, Sparsifier(dense_model, params=[], enabled=False), x, y)
     masked = Runner(masked_model, sparsifier, x, y)
     keep = _step_plan(False, sparsity)
     recompute = _step_plan(True, sparsity)
@@ -201,28 +206,16 @@ def main() -> None:
     print(f"before: {uptime_before}", flush=True)
 
     # dense steps first, so that the masks prune weights that carry SGD momentum, as in a run
-    dense_phase = StepPlan(
-        step=0,
-        epoch=0.0,
-        lr=0.01,
-        weight_decay=1e-5,
-        phase="dense",
-        sparsity=0.0,
-        update_masks=False,
-        qat_active=False,
-        qat_start=False,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    dense_phase = _step_plan(False, 0.0, phase="dense")
     for _ in range(2):
-        dense.step()
+        dense.step(dense_phase)
         masked.step(dense_phase)
     # the first compressed step computes the masks; until the pruned entries' stale momentum
     # has decayed (sparsity/stale_momentum.py) the hooks make two passes
     first_masked = masked.step(recompute)
     settle_steps = sparsifier.stale_momentum.check_at
     for _ in range(args.warmup):
-        dense.step()
+        dense.step(dense_phase)
         masked.step(keep)
 
     def abba(label: str) -> tuple:
@@ -236,7 +229,7 @@ def main() -> None:
             order = ("d", "m", "m", "d") if r % 2 == 0 else ("m", "d", "d", "m")
             got: Dict[str, List[float]] = {"d": [], "m": []}
             for who in order:
-                got[who].append(dense.step() if who == "d" else masked.step(keep))
+                got[who].append(dense.step(dense_phase) if who == "d" else masked.step(keep))
             d_t += got["d"]
             m_t += got["m"]
             rs.append(sum(got["m"]) / sum(got["d"]))
@@ -253,11 +246,11 @@ def main() -> None:
     hooks_two_pass_alone = _median_time(lambda: (sparsifier.mask_gradients(), sparsifier.end_step()), 20)
     # what settle_steps SGD steps do to the pruned entries' momentum (buf <- 0.9 * buf), then
     # the sparsifier's own check at that step finds it subnormal and drops the weight pass
-    momentum = masked.opt.param_groups[0]["momentum"]
+    momentum = masked.optimizer.param_groups[0]["momentum"]
     named_params = dict(masked_model.named_parameters())
     with torch.no_grad():
         for n, m in sparsifier.masks.items():
-            buf = masked.opt.state[named_params[n]]["momentum_buffer"]
+            buf = masked.optimizer.state[named_params[n]]["momentum_buffer"]
             buf.mul_(torch.where(m, 1.0, momentum**settle_steps))
     sparsifier.begin_step(_step_plan(False, sparsity, step=settle_steps))
     assert sparsifier.stale_momentum.settled

@@ -104,12 +104,12 @@ def resume(args: Any, device: torch.device, batch: int) -> Dict[str, Any]:
     a.step(p)
     keys = ("model", "opt", "scaler", "sparsifier")
     state = copy.deepcopy(
-        dict(zip(keys, (a.model.state_dict(), a.opt.state_dict(), a.scaler.state_dict(), a.sparsifier.state_dict())))
+        dict(zip(keys, (a.model.state_dict(), a.optimizer.state_dict(), a.scaler.state_dict(), a.sparsifier.state_dict())))
     )
     want = [float(a.step(p)) for _ in range(2)]
     b = Stepper(args, device, batch)
     b.model.load_state_dict(state["model"])
-    b.opt.load_state_dict(state["opt"])
+    b.optimizer.load_state_dict(state["opt"])
     if state["scaler"]:
         b.scaler.load_state_dict(state["scaler"])
     b.sparsifier.load_state_dict(state["sparsifier"])
@@ -315,9 +315,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         channels_last=probe.fmt == torch.channels_last,
         cudnn_benchmark=torch.backends.cudnn.benchmark,
         optimizer=probe.opt_source,
-        optimizer_fused=bool(probe.opt.defaults.get("fused")),
-        nesterov=bool(probe.opt.defaults.get("nesterov")),
-        momentum=probe.opt.defaults.get("momentum"),
+        optimizer_fused=bool(probe.optimizer.defaults.get("fused")),
+        nesterov=bool(probe.optimizer.defaults.get("nesterov")),
+        momentum=probe.optimizer.defaults.get("momentum"),
     )
     del probe
     for batch in sorted(args.batch):  # the per-GPU batch first, then the checks on it

@@ -23,6 +23,7 @@ from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.metrics import topk_hits
 from acdc_exp.training.precision import Precision, channels_last_on, full_precision, resolve_precision
+from acdc_exp.training.step import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
@@ -86,7 +87,7 @@ def build_sgd(model: nn.Module) -> Tuple[torch.optim.Optimizer, str]:
 
 
 class Stepper:
-    """The trainer's step (training/trainer.py::_train_step) on one fixed synthetic uint8
+    """The trainer's step (training/step.py::train_step) on one fixed synthetic uint8
     batch resident on the device (data loading is not measured)."""
 
     def __init__(self, args: Any, device: torch.device, batch: int, *, compiled: bool = False) -> None:
@@ -95,7 +96,7 @@ class Stepper:
         self.precision: Precision = resolve_precision(args.amp, device)
         self.fmt = torch.channels_last if channels_last_on(args.channels_last, device) else torch.contiguous_format
         self.model = build_model(args.model, num_classes=args.classes).to(device, memory_format=self.fmt)
-        self.opt, self.opt_source = build_sgd(self.model)
+        self.optimizer, self.opt_source = build_sgd(self.model)
         self.scaler = self.precision.grad_scaler()
         xp = experiment()
         sp, q = xp.sparsity, xp.quantization
@@ -107,7 +108,7 @@ class Stepper:
             reset_momentum=str(sp.reset_momentum),
             dead_channels=str(sp.dead_channels),
         )
-        self.sparsifier.attach_optimizer(self.opt)
+        self.sparsifier.attach_optimizer(self.optimizer)
         self.quantizer = QATController(submodules=list(q.submodules), reduce_range=bool(q.reduce_range))
         self.forward = self._wrap()
         self.criterion = nn.CrossEntropyLoss()
@@ -128,8 +129,8 @@ class Stepper:
         x = torch.sub(self.images_u8.to(torch.float32), self.mean).div_(self.std)
         return x.contiguous(memory_format=self.fmt)
 
-    def enter_qat(self) -> None:
-        """Trainer._enter_qat: swap in the QAT modules, rebind masks, rewrap, fp32 from here on."""
+    def start_qat(self, p: StepPlan) -> None:
+        """Trainer.enter_qat (StepParts): swap in the QAT modules, rebind masks, rewrap, fp32 from here on."""
         self.quantizer.prepare(self.model)
         self.sparsifier.rebind(self.model)
         self.forward = self._wrap()
@@ -137,24 +138,10 @@ class Stepper:
         self.scaler = self.precision.grad_scaler()  # disabled: no loss scaling in fp32
 
     def step(self, p: StepPlan) -> torch.Tensor:
-        for group in self.opt.param_groups:  # Trainer._apply_hparams
-            group["lr"] = p.lr
-            group["weight_decay"] = p.weight_decay if group.get("decay", True) else 0.0
-        self.sparsifier.begin_step(p)
-        if p.qat_active and not self.quantizer.prepared:
-            self.enter_qat()
-        self.quantizer.begin_step(p, self.model)
-        with self.precision.autocast():
-            logits = self.forward(self.images())
-            loss = self.criterion(logits, self.labels)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.sparsifier.mask_gradients()
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.sparsifier.end_step()
-        topk_hits(logits.detach(), self.labels, ks=(1,))  # the trainer's top-1 tensor, not read
-        return loss.detach()
+        """The trainer's step (training/step.py::train_step) on the resident batch."""
+        loss, logits = train_step(self, self.images(), self.labels, p)
+        topk_hits(logits, self.labels, ks=(1,))  # the trainer's top-1 tensor, not read
+        return loss
 
     def update_masks(self, step: int) -> float:
         """A step that recomputes the masks (once per compressed phase); its seconds."""
@@ -166,7 +153,7 @@ class Stepper:
         the pruned entries' momentum by momentum**n (what n steps of masked zero gradients do,
         bench/bench_step_overhead.py) and let the sparsifier's own check find it subnormal."""
         sp, stale = self.sparsifier, self.sparsifier.stale_momentum
-        momentum = max(g.get("momentum", 0.0) for g in self.opt.param_groups)
+        momentum = max(g.get("momentum", 0.0) for g in self.optimizer.param_groups)
         named = dict(self.model.named_parameters())
         step = self.mask_step
         for _ in range(16):
@@ -175,7 +162,7 @@ class Stepper:
             target = stale.check_at if stale.check_at is not None else step + 1
             with torch.no_grad():
                 for n, m in (sp.masks or {}).items():
-                    buf = self.opt.state.get(named[n], {}).get("momentum_buffer")
+                    buf = self.optimizer.state.get(named[n], {}).get("momentum_buffer")
                     if buf is not None:
                         buf.mul_(torch.where(m, 1.0, momentum ** (target - step)))
             step = target

@@ -1,9 +1,6 @@
 """The training loop. It knows nothing about AC/DC: each step it asks the plan what to do and
-calls the sparsifier's and quantizer's hooks in a fixed order.
-
-    p = plan.at(step); set lr / wd; sparsifier.begin_step(p); quantizer.begin_step(p)
-    forward, backward; sparsifier.mask_gradients(); optimizer.step(); sparsifier.end_step()
-"""
+runs ``training/step.py::train_step``, which calls the sparsifier's and quantizer's hooks in
+their fixed order. The trainer is that step's ``StepParts``."""
 
 from __future__ import annotations
 
@@ -30,6 +27,7 @@ from acdc_exp.training.metrics import evaluate, topk_hits
 from acdc_exp.training.precision import channels_last_on, full_precision, load_scaler_state, resolve_precision
 from acdc_exp.training.results import Results
 from acdc_exp.training.setup import load_optimizer_state
+from acdc_exp.training.step import train_step
 
 
 class TrainingInterrupted(Exception):
@@ -69,7 +67,7 @@ class Trainer:
         self.device = device
         self.dist = dist
         tcfg = cfg.trainer
-        # the float phases' numerics; QAT switches self.precision to fp32 (_enter_qat)
+        # the float phases' numerics; QAT switches self.precision to fp32 (enter_qat)
         self.float_precision = resolve_precision(tcfg.amp, device)
         self.precision = self.float_precision
         self.scaler = self.precision.grad_scaler()
@@ -81,7 +79,7 @@ class Trainer:
         self.results = Results()
         self.recent = RecentBatches(int(tcfg.bn_recalibration_batches))
         self.stop_requested = False
-        self.forward_model = self._wrap(model)
+        self.forward = self._wrap(model)
         sparsifier.attach_optimizer(optimizer)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -95,13 +93,13 @@ class Trainer:
             model = torch.compile(model, mode=self.cfg.trainer.compile_mode)
         return model
 
-    def _enter_qat(self) -> None:
+    def enter_qat(self) -> None:
         """Swap in the QAT modules (synced BatchNorm stays synced), rebind masks, rewrap; fp32 from here on whatever
         ``trainer.amp`` says: fake-quantized activations in fp16/bf16 leave the int8 grid and the
         int8 model would disagree with the QAT model (SparseML turns AMP off for QAT too)."""
         self.quantizer.prepare(self.model)
         self.sparsifier.rebind(self.model)
-        self.forward_model = self._wrap(self.model)
+        self.forward = self._wrap(self.model)
         if self.precision.dtype is not None:
             self.logger.message(
                 f"[qat] fp32 from here on: trainer.amp={self.float_precision.name} applies to the float phases only"
@@ -112,10 +110,10 @@ class Trainer:
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         return self.data.prepare(images).contiguous(memory_format=self.memory_format)
 
-    def _apply_hparams(self, p: StepPlan) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = p.lr
-            group["weight_decay"] = p.weight_decay if group.get("decay", True) else 0.0
+    def start_qat(self, p: StepPlan) -> None:
+        """The step's QAT switch (StepParts): the swap, said once in the log."""
+        self.enter_qat()
+        self.logger.message(f"[qat] quantization-aware training starts at epoch {p.epoch:.2f}")
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -139,7 +137,7 @@ class Trainer:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         qstate = state.get("quantizer", {})
         if qstate.get("prepared"):  # QAT swapped modules before this checkpoint: swap them again, then load
-            self._enter_qat()
+            self.enter_qat()
         self.quantizer.load_state_dict(qstate)
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"])
@@ -197,28 +195,12 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor, p: StepPlan) -> Dict[str, float]:
-        self._apply_hparams(p)
-        update = self.sparsifier.begin_step(p)
-        if update is not None:
-            self.logger.log_mask_update(update, self.step)
-        if p.qat_active and not self.quantizer.prepared:
-            self._enter_qat()
-            self.logger.message(f"[qat] quantization-aware training starts at epoch {p.epoch:.2f}")
-        self.quantizer.begin_step(p, self.model)  # the plan's observer and BN-statistics freezes
         images = self._prepare(images.to(self.device, non_blocking=True))
         labels = labels.to(self.device, non_blocking=True)
-        with self.precision.autocast():
-            logits = self.forward_model(images)
-            loss = self.criterion(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.sparsifier.mask_gradients()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.sparsifier.end_step()
+        loss, logits = train_step(self, images, labels, p, on_mask_update=lambda u: self.logger.log_mask_update(u, self.step))
         # tensors, not numbers: reading them waits for the device, so only logging does
-        top1 = topk_hits(logits.detach(), labels, ks=(1,))[0] * (100.0 / labels.numel())
-        return {"loss": loss.detach(), "top1": top1}
+        top1 = topk_hits(logits, labels, ks=(1,))[0] * (100.0 / labels.numel())
+        return {"loss": loss, "top1": top1}
 
     def fit(self) -> float:
         """Train to the plan's last step; returns the wall time. Raises TrainingInterrupted on a stop."""
