@@ -170,7 +170,7 @@ class Stepper:
         raise RuntimeError("the stale momentum did not settle (sparsity/stale_momentum.py)")
 
     def hook_passes(self) -> int:
-        if not self.sparsifier.active:
+        if self.sparsifier.masks is None:
             return 0
         return 1 if self.sparsifier.stale_momentum.settled else 2
 

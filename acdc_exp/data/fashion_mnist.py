@@ -35,7 +35,6 @@ SIDE = 28
 NUM_CLASSES = 10
 TRAIN_TOTAL = 60_000
 HOLDOUT = 5_000  # the last 5,000 training images: the validation split every tuning choice uses
-TRAIN_IMAGES = TRAIN_TOTAL - HOLDOUT
 SPLITS = ("train", "val", "test")
 _HEADER = {3: 16, 1: 8}
 MANIFEST = "manifest.json"  # bytes before the pixels / labels

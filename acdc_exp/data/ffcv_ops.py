@@ -64,9 +64,6 @@ class KeyCell:
     def set(self, value: int) -> None:
         self._value[0] = value
 
-    def get(self) -> int:
-        return int(self._value[0])
-
 
 class SeededRandomResizedCropDecoder(ResizedCropRGBImageDecoder):
     """RandomResizedCrop decoder whose crop box depends only on (epoch key, sample index).

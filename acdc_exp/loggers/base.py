@@ -25,9 +25,6 @@ class Logger:
     def log_image(self, key: str, path: Path, step: Optional[int] = None) -> None:
         pass
 
-    def log_artifact(self, path: Path, name: str, kind: str) -> None:
-        pass
-
     def log_summary(self, summary: Dict[str, Any]) -> None:
         pass
 
@@ -63,10 +60,6 @@ class MultiLogger(Logger):
     def log_image(self, key: str, path: Path, step: Optional[int] = None) -> None:
         for lg in self.loggers:
             lg.log_image(key, path, step)
-
-    def log_artifact(self, path: Path, name: str, kind: str) -> None:
-        for lg in self.loggers:
-            lg.log_artifact(path, name, kind)
 
     def log_summary(self, summary: Dict[str, Any]) -> None:
         for lg in self.loggers:

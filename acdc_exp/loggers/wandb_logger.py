@@ -226,13 +226,6 @@ class WandbLogger(Logger):
             step = max(self._last_step, int(getattr(self.run, "step", 0) or 0))
         self._log({key: wandb.Image(str(path))}, step)
 
-    def log_artifact(self, path: Path, name: str, kind: str) -> None:
-        """One file or directory as a versioned artifact; only when ``logger.log_artifacts``
-        (checkpoints can be large, and offline artifacts are copied at sync time)."""
-        if not self.enabled or not self.log_artifacts:
-            return
-        self._artifact(name, kind, [Path(path)])
-
     def _artifact(self, name: str, kind: str, paths: Iterable[Path], metadata: Optional[Dict[str, Any]] = None) -> None:
         paths = [p for p in paths if p.exists()]
         if not paths:

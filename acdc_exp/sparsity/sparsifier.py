@@ -124,10 +124,6 @@ class Sparsifier:
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
 
-    @property
-    def active(self) -> bool:
-        return self.masks is not None
-
     # --- hooks called by the trainer, in this order ----------------------------------------
 
     def begin_step(self, p: StepPlan) -> Optional[MaskUpdate]:
