@@ -65,7 +65,12 @@ def test_every_group_option_composes(group):
 def test_every_experiment_composes(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     finalize(cfg)
-    assert cfg.experiment_name
+    # every literal the experiment file sets (global package) is what the run gets
+    yaml = OmegaConf.to_container(OmegaConf.load(CONFIGS / "experiment" / f"{experiment}.yaml"), resolve=False)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert cfg.experiment_name == yaml["experiment_name"]
+    for path, value in _literal_values(yaml).items():
+        assert _get(container, path) == value, (experiment, path)
 
 
 def test_each_option_has_its_variant_schema():

@@ -75,7 +75,9 @@ def test_same_epoch_replays_identically_and_epochs_differ(dm):
     second = collect(dm.train_batches(3))
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     other = collect(dm.train_batches(4))
-    assert not torch.equal(first[1], other[1])  # another order
+    # another order of the same samples: the labels are a permutation, moved in most places
+    assert torch.equal(first[1].sort().values, other[1].sort().values)
+    assert int((first[1] != other[1]).sum()) >= len(first[1]) // 3
     # the same 24 samples with other crops and flips: the overall pixel mean moves
     assert not torch.equal(first[0].float().mean(), other[0].float().mean())
 
@@ -104,7 +106,9 @@ def test_fresh_module_and_more_workers_reproduce_epoch(synth, modules, tmp_path)
 def test_other_seed_other_batches(synth, tmp_path):
     a = build_data(data_config("folder", synth), data_cache=str(tmp_path), device=CPU, seed=1)
     b = build_data(data_config("folder", synth), data_cache=str(tmp_path), device=CPU, seed=2)
-    assert not torch.equal(collect(a.train_batches(0))[0], collect(b.train_batches(0))[0])
+    (xa, ya), (xb, yb) = collect(a.train_batches(0)), collect(b.train_batches(0))
+    assert torch.equal(ya.sort().values, yb.sort().values)  # the same samples...
+    assert int((ya != yb).sum()) >= len(ya) // 3 and not torch.equal(xa, xb)  # ...in another order
 
 
 def test_limits_cut_epochs(synth, tmp_path):

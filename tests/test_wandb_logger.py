@@ -237,10 +237,17 @@ def test_a_sweeps_runs_share_a_group(tmp_path: Path):
         assert read_run(run_dir).group == group, sweep
 
 
-def test_disabled_mode_writes_no_run_files(tmp_path: Path):
-    lg = WandbLogger(logger_cfg(mode="disabled"), run_dir=tmp_path, config={})
-    lg.log_step(step_metrics(1, 0), 1)
-    lg.log_mask_update(MaskUpdate(1, 0.5, 0.8, {LAYERS[0]: 0.8}, 0.8), 1)
-    lg.log_summary({"dense_top1": 1.0})
-    lg.finish()
-    assert not list(tmp_path.rglob("*.wandb"))
+def test_disabled_mode_writes_no_run_files(tmp_path: Path, monkeypatch):
+    # wherever wandb could write (the run dir, the working dir, WANDB_DIR) is under tmp_path,
+    # and the same calls in offline mode write one .wandb file there: the search can fail
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    for mode, files in (("offline", 1), ("disabled", 0)):
+        run_dir = tmp_path / mode
+        lg = WandbLogger(logger_cfg(mode=mode), run_dir=run_dir, config={})
+        lg.log_step(step_metrics(1, 0), 1)
+        lg.log_mask_update(MaskUpdate(1, 0.5, 0.8, {LAYERS[0]: 0.8}, 0.8), 1)
+        lg.log_summary({"dense_top1": 1.0})
+        lg.finish()
+        assert len(list(tmp_path.rglob("*.wandb"))) == 1, mode  # offline's, and no other
+        assert len(list(run_dir.rglob("*.wandb"))) == files, mode
