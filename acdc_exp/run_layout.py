@@ -49,4 +49,4 @@ def find_member(checkpoint: str | os.PathLike, member: str, key: str = "checkpoi
     for candidate in (path / CHECKPOINTS / name, path / name):
         if candidate.is_file():
             return candidate
-    raise CheckpointError(f"{key}={str(checkpoint)!r} has no {name} (looked for {CHECKPOINTS}/{name} and {name})")
+    raise CheckpointError(f"{key}={str(checkpoint)!r} has no {member} member (looked for {CHECKPOINTS}/{name} and {name})")

@@ -36,7 +36,7 @@ def test_a_run_dir_or_a_file_becomes_the_members_file(tmp_path):
 def test_a_missing_run_or_member_is_one_line_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match=r"^trainer.resume='/nope' does not exist \(give a run dir or a .pt file\)$"):
         layout.find_member("/nope", "last", key="trainer.resume")
-    with pytest.raises(CheckpointError, match=r"no final_int8.pt \(looked for checkpoints/final_int8.pt and final_int8.pt\)$"):
+    with pytest.raises(CheckpointError, match=r"no int8 member \(looked for checkpoints/final_int8.pt and final_int8.pt\)$"):
         layout.find_member(tmp_path, "int8")
 
 
