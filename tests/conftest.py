@@ -62,6 +62,16 @@ def small_overrides(run_root: Path | None = None) -> list[str]:
     return out
 
 
+def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: list[str] | None = None) -> dict:
+    """``acdc-eval checkpoint=... member=... <overrides>``, composed and run in-process."""
+    from acdc_exp.config.compose import compose_config
+    from acdc_exp.runs.evaluate import evaluate_member
+
+    overrides = list(overrides or [])
+    cfg = compose_config([*overrides, f"checkpoint={checkpoint}", f"member={member}"], config_name="eval")
+    return evaluate_member(cfg, overrides)
+
+
 def train(overrides: list[str], run_dir: Path) -> dict:
     """Compose like acdc-train, point the run at ``run_dir``, and train in-process."""
     from omegaconf import open_dict

@@ -8,9 +8,7 @@ import json
 import os
 import subprocess
 
-from conftest import ACDC_SHORT, REPO, cli, load_state, small_overrides, train
-
-from acdc_exp.runs.evaluate import evaluate_checkpoint
+from conftest import ACDC_SHORT, REPO, cli, evaluate_checkpoint, load_state, small_overrides, train
 
 COMMON = [*ACDC_SHORT, "trainer.device=cpu", "trainer.resume=never"]
 

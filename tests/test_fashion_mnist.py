@@ -181,7 +181,7 @@ def test_one_epoch_acdc_run_with_flops(subset: Path, tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk["training_flops"] == summary["training_flops"]
     # acdc-eval reads the run's own data config (Fashion-MNIST's schema) and scores either split
-    from acdc_exp.runs.evaluate import evaluate_checkpoint
+    from conftest import evaluate_checkpoint
 
     on_val = evaluate_checkpoint(str(tmp_path / "run"), "final", ["trainer.num_threads=1"])
     assert on_val["samples"] == HOLDOUT and on_val["top1"] == pytest.approx(summary["final_top1"])

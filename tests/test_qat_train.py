@@ -70,7 +70,7 @@ def test_saved_qat_state_keeps_masks_and_frozen_observers(qat_run):
 
 
 def test_acdc_eval_reproduces_the_run_metrics(qat_run):
-    from acdc_exp.runs.evaluate import evaluate_checkpoint
+    from conftest import evaluate_checkpoint
 
     run_dir, s = qat_run
     int8 = evaluate_checkpoint(str(run_dir), "int8")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ACDC_SHORT, assert_same_final_weights, load_state, train
-
-from acdc_exp.runs.evaluate import evaluate_checkpoint
+from conftest import ACDC_SHORT, assert_same_final_weights, evaluate_checkpoint, load_state, train
 
 
 def test_dense_run_on_digits_learns(run_dir):

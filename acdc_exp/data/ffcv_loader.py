@@ -140,9 +140,6 @@ class FfcvSource:
     def train_len(self) -> int:
         return len(self.train_loader)
 
-    def val_len(self) -> int:
-        return len(self.val_loader)
-
     def _iterate(self, loader, epoch: int | None = None, res: int = 0) -> Iterator[Batch]:
         if epoch is not None:
             # Both take effect when FFCV starts the epoch: it re-declares its buffers (new

@@ -159,9 +159,6 @@ class FolderSource:
     def train_len(self) -> int:
         return len(self.train_loader)
 
-    def val_len(self) -> int:
-        return len(self.val_loader)
-
     def _iterate(self, loader: DataLoader, epoch: int, key: int, res: int) -> Iterator[Batch]:
         loader.sampler.set_epoch(epoch, key, res)  # read when the DataLoader iterator starts
         for images, labels in loader:

@@ -27,7 +27,6 @@ Batch = Tuple[torch.Tensor, torch.Tensor]
 
 class _Source(Protocol):
     def train_len(self) -> int: ...
-    def val_len(self) -> int: ...
     def train_epoch(self, epoch: int, res: int) -> Iterator[Batch]: ...
     def val_epoch(self) -> Iterator[Batch]: ...
 
@@ -72,11 +71,6 @@ class DataModule:
 
     def steps_per_epoch(self) -> int:
         return capped_steps(self.source.train_len(), self.cfg.limit_train_batches)
-
-    def val_steps(self) -> int:
-        steps = self.source.val_len()
-        limit = self.cfg.limit_val_batches
-        return steps if limit is None else min(steps, int(limit))
 
     def _own(self, batches: Iterator[Batch], limit: Optional[int]) -> Iterator[Batch]:
         try:

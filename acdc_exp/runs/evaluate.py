@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -52,13 +52,6 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
         with open_dict(cfg):
             cfg.data = OmegaConf.merge(base, saved["data"], fields.get("data", {}))
     return cfg
-
-
-def evaluate_checkpoint(checkpoint: str, member: str = "final", overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """``acdc-eval checkpoint=... member=... <overrides>`` in-process."""
-    overrides = list(overrides or [])
-    cfg = compose_config([*overrides, f"checkpoint={checkpoint}", f"member={member}"], config_name="eval")
-    return evaluate_member(cfg, overrides)
 
 
 def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]:

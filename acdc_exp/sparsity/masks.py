@@ -159,14 +159,6 @@ def mask_sparsity(mask: Union[Tensor, Sequence[Tensor]]) -> float:
 
 
 @torch.no_grad()
-def apply_mask_(weight: Tensor, mask: Tensor) -> Tensor:
-    """Zero the pruned entries of ``weight`` in place (no autograd record); returns ``weight``."""
-    if mask.shape != weight.shape:
-        raise ConfigError(f"mask shape {tuple(mask.shape)} does not match weight shape {tuple(weight.shape)}")
-    weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
-    return weight
-
-
 # ---------------------------------------------------------------------------------------------
 # internals
 
