@@ -63,19 +63,7 @@ EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.y
 def _step_plan(update_masks: bool, sparsity: float, step: int = 0, phase: str = "compressed") -> StepPlan:
     # lr 1e-3: the same batch is seen over and over, and a diverging loss (inf/NaN) would
     # distort timings; weight decay as the experiment's
-    return StepPlan(
-        step=step,
-        epoch=0.0,
-        lr=1e-3,
-        weight_decay=1e-5,
-        phase=phase,
-        sparsity=sparsity,
-        update_masks=update_masks,
-        qat_active=False,
-        qat_start=False,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    return StepPlan.make(phase, sparsity, update_masks=update_masks, step=step, lr=1e-3, weight_decay=1e-5)
 
 
 def _optimizer(model: nn.Module) -> torch.optim.Optimizer:

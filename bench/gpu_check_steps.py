@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from acdc_exp.models import build_model
-from acdc_exp.plan import StepPlan
+from acdc_exp.plan import QatStep, StepPlan
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.metrics import topk_hits
@@ -51,18 +51,14 @@ def experiment() -> DictConfig:
 def plan(
     phase: str, *, step: int = 0, update: bool = False, qat: bool = False, frozen: bool = False, lr: Optional[float] = None
 ) -> StepPlan:
-    return StepPlan(
+    return StepPlan.make(
+        phase,
+        0.85 if phase == "compressed" else 0.0,
+        update_masks=update,
         step=step,
-        epoch=0.0,
         lr=lr if lr is not None else QAT_LR if qat else FLOAT_LR,
         weight_decay=1e-5,
-        phase=phase,
-        sparsity=0.85 if phase == "compressed" else 0.0,
-        update_masks=update,
-        qat_active=qat,
-        qat_start=False,
-        observers_frozen=frozen,
-        bn_frozen=frozen,
+        qat=QatStep(active=qat, observers_frozen=frozen, bn_frozen=frozen),
     )
 
 

@@ -36,7 +36,7 @@ def test_gmp_training_flops_follow_the_ramp() -> None:
         )
     )
     plan = Plan.from_config(cfg, steps_per_epoch=2)
-    in_force = [plan.at(s).sparsity for s in range(plan.total_steps)]
+    in_force = [plan.at(s).masks.sparsity for s in range(plan.total_steps)]
     # cubic ramp s_f + (s_i - s_f)(1 - t)^3 at t = 0, 0.5, 1 of the [1, 3] window
     assert in_force == pytest.approx([0, 0, 0, 0, 0.4375, 0.4375, 0.5, 0.5])
     layer_sparsity = {"0.weight": 0.5}  # the final masks: only the conv is pruned

@@ -83,19 +83,7 @@ def test_masks_of_a_channels_last_model_equal_those_of_its_nchw_twin(mask_type):
     nchw = build_model(name="resnet_small", num_classes=10)
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     params = ["layer*.conv*.weight"]
-    plan = StepPlan(
-        step=0,
-        epoch=0.0,
-        lr=0.1,
-        weight_decay=0.0,
-        phase="compressed",
-        sparsity=0.5,
-        update_masks=True,
-        qat_active=False,
-        qat_start=False,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    plan = StepPlan.make("compressed", 0.5, update_masks=True)
     masks = []
     for model in (nchw, nhwc):
         sparsifier = Sparsifier(model, params=params, mask_type=mask_type)

@@ -29,7 +29,7 @@ def pruned(name: str = "resnet_small", sparsity: float = 0.8, seed: int = 0):
     torch.manual_seed(seed)
     model = build_model(name, width=8) if name == "resnet_small" else build_model(name)
     sp = Sparsifier(model, params=PRUNED)
-    sp.begin_step(StepPlan(0, 0.0, 0.1, 0.0, "compressed", sparsity, True, False, False, False, False))
+    sp.begin_step(StepPlan.make("compressed", sparsity, update_masks=True))
     return model, sp
 
 

@@ -29,19 +29,8 @@ SCHEDULE = (
 
 
 def plan(step: int, phase: str, update: bool) -> StepPlan:
-    return StepPlan(
-        step=step,
-        epoch=float(step),
-        lr=0.05,
-        weight_decay=1e-2,
-        phase=phase,
-        sparsity=0.7 if phase == "compressed" else 0.0,
-        update_masks=update,
-        qat_active=False,
-        qat_start=False,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    sparsity = 0.7 if phase == "compressed" else 0.0
+    return StepPlan.make(phase, sparsity, update_masks=update, step=step, epoch=float(step), lr=0.05, weight_decay=1e-2)
 
 
 def sgd(model: nn.Module, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.SGD:

@@ -50,14 +50,14 @@ def test_acdc_fractional_epochs_and_first_step_past_boundary():
         weight_decay=0.0,
         sparsity=ACDCSchedule(0.9, start_epoch=1.5, end_epoch=9.5, update_frequency=2),
     )
-    updates = [s for s in range(plan.total_steps) if plan.at(s).update_masks]
+    updates = [s for s in range(plan.total_steps) if plan.at(s).masks.update]
     expected = []
     for b in (3.5, 7.5, 9.5):  # compressed starts at 3.5 and 7.5 (k odd), and end_epoch
         expected.append(math.ceil(b * spe - 1e-9))
     assert updates == expected
     for s in updates:
         assert plan.epoch_of(s - 1) < plan.epoch_of(s)
-        assert plan.at(s).phase == "compressed"
+        assert plan.at(s).masks.phase == "compressed"
 
 
 def test_explicit_phases_express_the_paper_variant():
@@ -117,10 +117,10 @@ def test_qat_switches_and_weight_decay():
         qat=QATSchedule(True, start_epoch=7, disable_observer_epoch=8, freeze_bn_stats_epoch=9),
     )
     rows = [plan.at(s) for s in range(plan.total_steps)]
-    assert [r.step for r in rows if r.qat_start] == [28]
-    assert all(r.qat_active == (r.epoch >= 7) for r in rows)
-    assert all(r.observers_frozen == (r.epoch >= 8) for r in rows)
-    assert all(r.bn_frozen == (r.epoch >= 9) for r in rows)
+    assert [r.step for r in rows if r.qat.start] == [28]
+    assert all(r.qat.active == (r.epoch >= 7) for r in rows)
+    assert all(r.qat.observers_frozen == (r.epoch >= 8) for r in rows)
+    assert all(r.qat.bn_frozen == (r.epoch >= 9) for r in rows)
     assert {r.phase_name for r in rows if r.epoch >= 7} == {"qat"}
     assert rows[11].weight_decay == 1e-4 and rows[12].weight_decay == 1e-5
 
@@ -179,6 +179,6 @@ def test_epoch_table_marks_the_epochs_whose_steps_update_masks(overrides, steps_
 
     plan = Plan.from_config(finalize(compose_config(overrides)), steps_per_epoch)
     spe = steps_per_epoch
-    per_step = [any(plan.at(s).update_masks for s in range(e * spe, (e + 1) * spe)) for e in range(plan.epochs)]
+    per_step = [any(plan.at(s).masks.update for s in range(e * spe, (e + 1) * spe)) for e in range(plan.epochs)]
     assert [row["mask_update"] for row in plan.epoch_table()] == per_step
     assert any(per_step)

@@ -13,7 +13,7 @@ from torch import nn
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.models import build_model
-from acdc_exp.plan import StepPlan
+from acdc_exp.plan import QatStep, StepPlan
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 
@@ -21,26 +21,15 @@ PRUNED = ["layer*.conv*.weight", "layer*.downsample.0.weight"]
 
 
 def plan(step: int, *, qat: bool = True, obs: bool = False, bn: bool = False, phase: str = "compressed") -> StepPlan:
-    return StepPlan(
-        step=step,
-        epoch=float(step),
-        lr=0.01,
-        weight_decay=0.0,
-        phase=phase,
-        sparsity=0.9,
-        update_masks=False,
-        qat_active=qat,
-        qat_start=False,
-        observers_frozen=obs,
-        bn_frozen=bn,
-    )
+    qat_step = QatStep(active=qat, observers_frozen=obs, bn_frozen=bn)
+    return StepPlan.make(phase, 0.9, step=step, epoch=float(step), lr=0.01, qat=qat_step)
 
 
 def pruned_small(seed: int = 0, sparsity: float = 0.9):
     torch.manual_seed(seed)
     model = build_model("resnet_small", width=8)
     sp = Sparsifier(model, params=PRUNED)
-    sp.begin_step(StepPlan(0, 0.0, 0.1, 0.0, "compressed", sparsity, True, False, False, False, False))
+    sp.begin_step(StepPlan.make("compressed", sparsity, update_masks=True))
     return model, sp
 
 

@@ -167,20 +167,20 @@ def test_plan_trace_of_the_recipe(recipe_cfg):
     for r in rows:
         e = int(r.epoch)
         dense = e < 10 or (e < 180 and ((e - 5) // 5) % 2 == 0)
-        assert r.phase == ("dense" if dense else "compressed"), r.epoch
-        assert r.sparsity == (0.0 if dense else 0.85)
-    assert at(9.75).phase == "dense" and at(10).phase == "compressed"
-    assert at(14.75).phase == "compressed" and at(15).phase == "dense"
-    assert at(179.75).phase == "dense" and at(180).phase == "compressed" and at(205.75).phase == "compressed"
+        assert r.masks.phase == ("dense" if dense else "compressed"), r.epoch
+        assert r.masks.sparsity == (0.0 if dense else 0.85)
+    assert at(9.75).masks.phase == "dense" and at(10).masks.phase == "compressed"
+    assert at(14.75).masks.phase == "compressed" and at(15).masks.phase == "dense"
+    assert at(179.75).masks.phase == "dense" and at(180).masks.phase == "compressed" and at(205.75).masks.phase == "compressed"
 
-    updates = [r.epoch for r in rows if r.update_masks]
+    updates = [r.epoch for r in rows if r.masks.update]
     assert updates == [float(e) for e in range(10, 190, 10)] + [185.0, 190.0]
 
-    assert [r.epoch for r in rows if r.qat_start] == [200.0]
+    assert [r.epoch for r in rows if r.qat.start] == [200.0]
     for r in rows:
-        assert r.qat_active == (r.epoch >= 200)
-        assert r.observers_frozen == (r.epoch >= 201)
-        assert r.bn_frozen == (r.epoch >= 202)
+        assert r.qat.active == (r.epoch >= 200)
+        assert r.qat.observers_frozen == (r.epoch >= 201)
+        assert r.qat.bn_frozen == (r.epoch >= 202)
     assert at(200).phase_name == "qat" and at(199.75).phase_name == "compressed"
 
 

@@ -10,19 +10,8 @@ from acdc_exp.sparsity.sparsifier import Sparsifier
 
 
 def step_plan(step: int, phase: str, update: bool, sparsity: float = 0.75) -> StepPlan:
-    return StepPlan(
-        step=step,
-        epoch=float(step),
-        lr=0.1,
-        weight_decay=1e-2,
-        phase=phase,
-        sparsity=sparsity if phase == "compressed" else 0.0,
-        update_masks=update,
-        qat_active=False,
-        qat_start=False,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    sparsity = sparsity if phase == "compressed" else 0.0
+    return StepPlan.make(phase, sparsity, update_masks=update, step=step, epoch=float(step), weight_decay=1e-2)
 
 
 def make(reset_momentum: str = "pruned"):

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 from torch import nn
 
-from acdc_exp.plan import StepPlan
+from acdc_exp.plan import QatStep, StepPlan
 from acdc_exp.quantization import NoQuantization
 from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.precision import full_precision
@@ -56,19 +56,8 @@ class Parts:
 
 
 def _plan(step: int, update: bool, qat: bool = False) -> StepPlan:
-    return StepPlan(
-        step=step,
-        epoch=0.0,
-        lr=0.05,
-        weight_decay=1e-4,
-        phase="compressed",
-        sparsity=0.75,
-        update_masks=update,
-        qat_active=qat,
-        qat_start=qat,
-        observers_frozen=False,
-        bn_frozen=False,
-    )
+    qat_step = QatStep(active=qat, start=qat)
+    return StepPlan.make("compressed", 0.75, update_masks=update, step=step, lr=0.05, weight_decay=1e-4, qat=qat_step)
 
 
 def test_the_step_calls_the_hooks_in_their_order_and_keeps_the_mask():

@@ -9,7 +9,7 @@ resumed run lands in the right phase from its step counter alone.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
@@ -43,23 +43,71 @@ class QATSchedule:
 
 
 @dataclass(frozen=True)
+class MaskStep:
+    """The sparsity part of a step: what the sparsifier reads."""
+
+    phase: str = DENSE  # dense | compressed (the sparsity phase; QAT runs on top of it)
+    sparsity: float = 0.0  # target sparsity in force (0 in dense phases)
+    update: bool = False  # recompute masks at this step
+
+
+@dataclass(frozen=True)
+class QatStep:
+    """The QAT part of a step: what the quantizer reads."""
+
+    active: bool = False
+    start: bool = False  # the first step of QAT: prepare the model now
+    observers_frozen: bool = False
+    bn_frozen: bool = False
+
+
+@dataclass(frozen=True)
 class StepPlan:
     step: int
     epoch: float  # fractional: step / steps_per_epoch
     lr: float
     weight_decay: float
-    phase: str  # dense | compressed (the sparsity phase; QAT runs on top of it)
-    sparsity: float  # target sparsity in force (0 in dense phases)
-    update_masks: bool  # recompute masks at this step
-    qat_active: bool
-    qat_start: bool  # the first step of QAT: prepare the model now
-    observers_frozen: bool
-    bn_frozen: bool
+    masks: MaskStep
+    qat: QatStep = QatStep()
+
+    @classmethod
+    def make(
+        cls,
+        phase: str = DENSE,
+        sparsity: float = 0.0,
+        *,
+        update_masks: bool = False,
+        step: int = 0,
+        epoch: float = 0.0,
+        lr: float = 0.1,
+        weight_decay: float = 0.0,
+        qat: QatStep = QatStep(),
+    ) -> "StepPlan":
+        """A hand-made step (tests, benchmarks): the sparsity part by keyword, the rest defaulted."""
+        return cls(step, epoch, lr, weight_decay, MaskStep(phase, sparsity, update_masks), qat)
 
     @property
     def phase_name(self) -> str:
         """dense / compressed / qat: what the logs call the phase."""
-        return "qat" if self.qat_active else self.phase
+        return "qat" if self.qat.active else self.masks.phase
+
+    def row(self) -> Dict[str, Any]:
+        """One flat row (``acdc-schedule --json``, plots): the parts' fields side by side."""
+        m, q = self.masks, self.qat
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "phase": m.phase,
+            "sparsity": m.sparsity,
+            "update_masks": m.update,
+            "qat_active": q.active,
+            "qat_start": q.start,
+            "observers_frozen": q.observers_frozen,
+            "bn_frozen": q.bn_frozen,
+            "phase_name": self.phase_name,
+        }
 
     @property
     def phase_id(self) -> int:
@@ -159,13 +207,17 @@ class Plan:
             epoch=epoch,
             lr=lr_at(self.lr_segments, epoch) * self.regrowth_lr_factor(epoch),
             weight_decay=weight_decay_at(self.weight_decay_segments, self.weight_decay, epoch),
-            phase=self.sparsity.phase(epoch),
-            sparsity=self.sparsity.sparsity(epoch),
-            update_masks=_crossed(self._mask_updates, prev, epoch),
-            qat_active=q.enabled and epoch >= q.start_epoch - 1e-9,
-            qat_start=q.enabled and _crossed([q.start_epoch], prev, epoch),
-            observers_frozen=q.enabled and epoch >= q.disable_observer_epoch - 1e-9,
-            bn_frozen=q.enabled and epoch >= q.freeze_bn_stats_epoch - 1e-9,
+            masks=MaskStep(
+                phase=self.sparsity.phase(epoch),
+                sparsity=self.sparsity.sparsity(epoch),
+                update=_crossed(self._mask_updates, prev, epoch),
+            ),
+            qat=QatStep(
+                active=q.enabled and epoch >= q.start_epoch - 1e-9,
+                start=q.enabled and _crossed([q.start_epoch], prev, epoch),
+                observers_frozen=q.enabled and epoch >= q.disable_observer_epoch - 1e-9,
+                bn_frozen=q.enabled and epoch >= q.freeze_bn_stats_epoch - 1e-9,
+            ),
         )
 
     # --- views for acdc-schedule, plots and logs -------------------------------------------
@@ -174,10 +226,7 @@ class Plan:
         """One row per optimizer step."""
         rows = []
         for s in range(self.total_steps):
-            p = self.at(s)
-            row = asdict(p)
-            row["phase_name"] = p.phase_name
-            rows.append(row)
+            rows.append(self.at(s).row())
         return rows
 
     def epoch_table(self) -> List[Dict[str, Any]]:
@@ -193,13 +242,13 @@ class Plan:
                 {
                     "epoch": e,
                     "phase": p.phase_name,
-                    "sparsity": p.sparsity,
+                    "sparsity": p.masks.sparsity,
                     "lr": p.lr,
                     "weight_decay": p.weight_decay,
                     "mask_update": updates,
-                    "qat": p.qat_active,
-                    "observers_frozen": p.observers_frozen,
-                    "bn_frozen": p.bn_frozen,
+                    "qat": p.qat.active,
+                    "observers_frozen": p.qat.observers_frozen,
+                    "bn_frozen": p.qat.bn_frozen,
                 }
             )
         return rows

@@ -91,13 +91,13 @@ class QATController:
 
     def begin_step(self, p: StepPlan, model: nn.Module) -> bool:
         """Prepare on the first QAT step (True then: modules were swapped); apply freezes."""
-        if not p.qat_active:
+        if not p.qat.active:
             return False
         swapped = False
         if not self.prepared:
             self.prepare(model)
             swapped = True
-        self.apply_freezes(model, observers_frozen=p.observers_frozen, bn_frozen=p.bn_frozen)
+        self.apply_freezes(model, observers_frozen=p.qat.observers_frozen, bn_frozen=p.qat.bn_frozen)
         return swapped
 
     def prepare(self, model: nn.Module) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.plan import StepPlan
+from acdc_exp.plan.sparsity_schedule import COMPRESSED
 from acdc_exp.records import MaskUpdate
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
@@ -129,8 +130,8 @@ class Sparsifier:
     def begin_step(self, p: StepPlan) -> Optional[MaskUpdate]:
         if not self.names:
             return None
-        if p.phase == "compressed":
-            if p.update_masks or self.masks is None:
+        if p.masks.phase == COMPRESSED:
+            if p.masks.update or self.masks is None:
                 return self._recompute(p)
             self.stale_momentum.maybe_settle(self.optimizer, self._params, self._keep, p.step)
             return None
@@ -200,9 +201,9 @@ class Sparsifier:
         weights = [self._params[n].detach() for n in self.names]
         floor = self.min_kept_per_channel
         if self.global_sparsity:
-            masks = compute_mask(weights, p.sparsity, self.mask_type, floor)
+            masks = compute_mask(weights, p.masks.sparsity, self.mask_type, floor)
         else:
-            masks = [compute_mask(w, p.sparsity, self.mask_type, floor) for w in weights]
+            masks = [compute_mask(w, p.masks.sparsity, self.mask_type, floor) for w in weights]
         # all ranks must hold identical masks: weights are identical under DDP, and the
         # mask functions break ties deterministically, so no broadcast is needed here
         reference = self.masks if self.masks is not None else self.last_masks
@@ -213,7 +214,7 @@ class Sparsifier:
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
         total = sum(m.numel() for m in new.values())
         kept = sum(int(m.sum().item()) for m in new.values())
-        update = MaskUpdate(p.step, p.epoch, p.sparsity, layer, 1.0 - kept / max(total, 1))
+        update = MaskUpdate(p.step, p.epoch, p.masks.sparsity, layer, 1.0 - kept / max(total, 1))
         if reference is not None:
             diffs = {n: (new[n] != reference[n]).float().mean().item() for n in new}
             update.layer_changed = diffs

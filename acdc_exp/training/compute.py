@@ -6,7 +6,7 @@ here is a multiply or an add, so one multiply-add is 2 FLOPs). A pruned layer co
 non-zero weights' share of its dense count. Training counts forward plus backward per image,
 backward as twice the forward at the same density (gradients of activations and of the kept
 weights), each step at the density its phase holds: dense phases dense, compressed phases and
-GMP's ramp at the sparsity in force (``StepPlan.sparsity``).
+GMP's ramp at the sparsity in force (``StepPlan.masks.sparsity``).
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ def training_flops(
     for step in range(steps):
         at = plan.at(step)
         res = resolution_of(at.epoch)
-        key = (at.sparsity, res)
+        key = (at.masks.sparsity, res)
         if key not in cache:
-            cache[key] = forward_flops(macs_at(res), step_densities(layer_sparsity, target, at.sparsity))
+            cache[key] = forward_flops(macs_at(res), step_densities(layer_sparsity, target, at.masks.sparsity))
         if (0.0, res) not in cache:
             cache[(0.0, res)] = forward_flops(macs_at(res), {})
         total += cache[key]

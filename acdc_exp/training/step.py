@@ -69,7 +69,7 @@ def train_step(
         update = parts.sparsifier.begin_step(p)
     if update is not None and on_mask_update is not None:
         on_mask_update(update)
-    if p.qat_active and not parts.quantizer.prepared:
+    if p.qat.active and not parts.quantizer.prepared:
         parts.start_qat(p)
     parts.quantizer.begin_step(p, parts.model)  # the plan's observer and BN-statistics freezes
     with parts.precision.autocast():

@@ -252,7 +252,7 @@ class Trainer:
                         img_per_s=ips,
                         phase=p.phase_id,
                         phase_name=p.phase_name,
-                        target_sparsity=p.sparsity,
+                        target_sparsity=p.masks.sparsity,
                         epoch=self.plan.epoch_of(self.step),
                     )
                     self.logger.log_step(row, self.step)
