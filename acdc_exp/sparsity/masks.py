@@ -158,7 +158,6 @@ def mask_sparsity(mask: Union[Tensor, Sequence[Tensor]]) -> float:
     return 1.0 - kept / total
 
 
-@torch.no_grad()
 # ---------------------------------------------------------------------------------------------
 # internals
 
