@@ -141,6 +141,7 @@ def _save_members(t: Trainer) -> Dict[str, str]:
     if t.dist.is_main:
         paths["final"] = str(t.save_member("final", r.final))
         paths["last"] = str(layout.member_file(t.run_dir, "last"))
-        if layout.member_file(t.run_dir, "dense").exists():
-            paths["dense"] = str(layout.member_file(t.run_dir, "dense"))
+        dense = layout.member_file(t.run_dir, "dense")
+        if dense.exists():
+            paths["dense"] = str(dense)
     return paths
