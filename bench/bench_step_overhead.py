@@ -184,7 +184,7 @@ def main() -> None:
 
     sparsifier = Sparsifier(masked_model, params=params, mask_type=mask_type, global_sparsity=bool(sp_cfg.global_sparsity))
     assert len(sparsifier.names) == 52, len(sparsifier.names)
-    dense = Runner(dense_model, Sparsifier(dense_model, params=[], enabled=False), x, y)
+    dense = Runner(dense_model, Sparsifier(dense_model, params=[]), x, y)
     masked = Runner(masked_model, sparsifier, x, y)
     keep = _step_plan(False, sparsity)
     recompute = _step_plan(True, sparsity)

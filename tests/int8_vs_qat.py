@@ -89,7 +89,7 @@ def trained(reduce_range: bool) -> dict:
     import tempfile
     from pathlib import Path
 
-    from acdc_exp.models import build_model
+    from acdc_exp.models import model_from_config
     from acdc_exp.quantization.qat import QATController, convert_to_int8
     from acdc_exp.runs.members import load_member
     from acdc_exp.training.int8_member import int8_member
@@ -98,8 +98,8 @@ def trained(reduce_range: bool) -> dict:
     x_train, y_train, x_val, y_val = _digits16()
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model_cfg = {"name": "resnet_small", "num_classes": 10, "width": 8}
-    float_model = build_model(**model_cfg)
+    model_cfg = {"_target_": "acdc_exp.models.small_resnet.small_resnet", "num_classes": 10, "width": 8, "depth": 8}
+    float_model = model_from_config(model_cfg)
     opt = torch.optim.SGD(float_model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
         _epoch(float_model, opt, x_train, y_train, gen)
@@ -116,7 +116,17 @@ def trained(reduce_range: bool) -> dict:
         qat = evaluate(model, batches, lambda x: x, cpu)
         config = {
             "model": model_cfg,
-            "quantization": {**quantizer.state_dict(), "per_channel": per_channel, "reduce_range": reduce_range, "num_bits": 8},
+            # configs/quantization/qat.yaml's keys, as a run's checkpoint stores them
+            "quantization": {
+                "_target_": "acdc_exp.quantization.qat.Qat",
+                **{k: v for k, v in quantizer.state_dict().items() if k != "prepared"},
+                "start_epoch": 0.0,
+                "disable_observer_epoch": None,
+                "freeze_bn_stats_epoch": None,
+                "per_channel": per_channel,
+                "reduce_range": reduce_range,
+                "num_bits": 8,
+            },
         }
         with tempfile.TemporaryDirectory() as tmp:
             notes = []

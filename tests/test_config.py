@@ -10,6 +10,7 @@ from conftest import cli
 from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
+from acdc_exp.registries import MODELS, SPARSITY
 
 CONFIGS = Path(config_dir())
 GROUPS = ["model", "data", "optimizer", "lr_schedule", "sparsity", "quantization", "logger", "trainer", "paths"]
@@ -75,14 +76,16 @@ def test_every_experiment_composes(experiment):
 
 def test_each_option_has_its_variant_schema():
     kinds = {
-        ("sparsity", "acdc"): "AcdcSparsityConfig",
-        ("sparsity", "acdc_paper"): "AcdcSparsityConfig",
-        ("sparsity", "gmp"): "GmpSparsityConfig",
-        ("sparsity", "dense"): "SparsityConfig",
+        ("sparsity", "acdc"): "AcdcConfig",
+        ("sparsity", "acdc_paper"): "AcdcConfig",
+        ("sparsity", "gmp"): "GmpConfig",
+        ("sparsity", "dense"): "VariantConfig",  # only its _target_
         ("logger", "wandb"): "WandbLoggerConfig",
         ("logger", "console"): "LoggerConfig",
         ("quantization", "qat"): "QatConfig",
-        ("quantization", "none"): "QuantizationConfig",
+        ("quantization", "none"): "VariantConfig",
+        ("model", "resnet_small"): "SmallResNetConfig",
+        ("model", "resnet50"): "TorchvisionResNetConfig",
         ("lr_schedule", "warmup_cosine"): "PresetLRScheduleConfig",
     }
     for (group, opt), name in kinds.items():
@@ -94,7 +97,9 @@ def test_each_option_has_its_variant_schema():
 
 def test_default_is_the_digits_acdc_demo():
     cfg = compose_config([])
-    assert cfg.data.name == "digits" and cfg.sparsity.method == "acdc" and cfg.model.name == "resnet_small"
+    assert cfg.data.name == "digits"
+    assert SPARSITY.name_of(cfg.sparsity) == "acdc" and MODELS.name_of(cfg.model) == "small_resnet"
+    assert sorted(compose_config(["sparsity=dense"]).sparsity) == ["_target_"]  # no keys it does not have
 
 
 @pytest.mark.parametrize(
@@ -105,7 +110,8 @@ def test_default_is_the_digits_acdc_demo():
         ("sparsity.sparsity=1.5", "sparsity.sparsity=1.5"),
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
         ("sparsity.mask_type=block8", "block8"),
-        ("sparsity.method=magic", "magic"),
+        ("sparsity._target_=magic.Method", "magic.Method"),
+        ("logger._target_=acdc_exp.sparsity.methods.acdc.Acdc", "not a registered logger variant"),
     ],
 )
 def test_bad_override_is_refused_in_process(override, fragment):
@@ -124,11 +130,14 @@ def test_bad_override_is_refused_in_process(override, fragment):
         # data= alone would train the digits demo's model and schedule on it
         (["data=imagenet_ffcv"], "name model= to train another model on it"),
         # per-variant schemas: a key of another variant of the group is an error
-        (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' not in 'AcdcSparsityConfig'"),
-        (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' not in 'GmpSparsityConfig'"),
-        (["logger.project=demo"], "Key 'project' not in 'LoggerConfig'"),
+        (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' is not in struct"),
+        (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' is not in struct"),
+        (["logger.project=demo"], "Key 'project' is not in struct"),
+        (["+sparsity.init_sparsity=0.1"], "sparsity (acdc): Key 'init_sparsity' not in 'AcdcConfig'"),
+        (["sparsity.sparsity=most"], "sparsity (acdc): Value 'most' of type 'str' could not be converted to Float"),
         (["experiment=resnet50_imagenet_acdc85_quant", "lr_schedule.peak_lr=0.3"], "Key 'peak_lr' not in 'LRScheduleConfig'"),
-        (["quantization.enabled=true"], "allowed: quantization=qat"),
+        (["quantization.start_epoch=3"], "Key 'start_epoch' is not in struct"),
+        (["quantization=qat", "quantization.num_bits=4"], "quantization.num_bits=4 is not supported; allowed: 8"),
     ],
 )
 def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):

@@ -26,7 +26,9 @@ FLOORS = (
     ("training", "speed", "recipe"),  # the loop; inference timing; SparseML recipes -> config
     ("sparsity", "quantization", "loggers"),  # masks; QAT and export; logs and plots
     ("plan", "models", "data", "launch"),  # the schedule; model zoo; loaders; sweep collection
-    ("run_layout", "records", "machine"),  # a run dir's files; records two layers share; the machine
+    # a run dir's files; records two layers share; the machine; the config groups' registries
+    ("run_layout", "records", "machine", "registries"),
+    ("registry",),  # what a registry is: variants found by _target_
     ("errors",),  # the error types every layer raises
 )
 FLOOR_OF = {unit: len(FLOORS) - k for k, units in enumerate(FLOORS) for unit in units}

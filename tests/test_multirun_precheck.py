@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from acdc_exp.config.compose import compose_config, config_dir
 from acdc_exp.config.precheck import check_run, check_sweep, prepare_train_job, run_mode
 from acdc_exp.errors import ConfigError
+from acdc_exp.registries import SPARSITY
 
 REFERENCE = "experiment=resnet50_imagenet_acdc85_quant"
 
@@ -80,7 +81,7 @@ def test_sweep_config_params_are_expanded_as_hydra_does():
         "job 1 (sparsity=acdc sparsity.sparsity=1.2): sparsity.sparsity=1.2 is out of range; allowed: 0 <= sparsity <= 1",
         "job 3 (sparsity=gmp sparsity.sparsity=1.2): sparsity.sparsity=1.2 is out of range; allowed: 0 <= sparsity <= 1",
     ]
-    assert [(cfg.sparsity.method, cfg.sparsity.sparsity) for _, cfg in jobs] == [("acdc", 0.9), ("gmp", 0.9)]
+    assert [(SPARSITY.name_of(cfg.sparsity), cfg.sparsity.sparsity) for _, cfg in jobs] == [("acdc", 0.9), ("gmp", 0.9)]
     assert jobs[0][0] == ["sparsity=acdc", "sparsity.sparsity=0.9", "sweep=acdc_vs_gmp", "trainer.epochs=30"]
 
 
@@ -114,7 +115,7 @@ def test_run_mode_reads_flags_as_hydra_does():
 
 def test_show_flags_still_answer(tmp_path):
     proc = _train(["--cfg", "job", "-p", "sparsity", REFERENCE, "sparsity=gmp"], tmp_path)
-    assert proc.returncode == 0 and "method: gmp" in proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode == 0 and "_target_: acdc_exp.sparsity.methods.gmp.Gmp" in proc.stdout, proc.stderr[-2000:]
     proc = _train(["-m", "--cfg", "job"], tmp_path)
     assert proc.returncode == 2 and len(_error_lines(proc)) == 1, proc.stderr
 
@@ -150,13 +151,13 @@ def test_acdc_vs_gmp_with_the_reference_experiment_is_its_gmp_baseline():
     errors, jobs = _sweep(["sweep=acdc_vs_gmp", REFERENCE, "hydra/launcher=slurm_1node_8gpu"])
     assert errors == []
     reference = compose_config([REFERENCE])
-    methods = [cfg.sparsity.method for _, cfg in jobs]
+    methods = [SPARSITY.name_of(cfg.sparsity) for _, cfg in jobs]
     assert methods == ["acdc"] * 3 + ["gmp"] * 3
     gmp = compose_config(["sparsity=gmp"]).sparsity
     for _, cfg in jobs:
         s = cfg.sparsity
         assert s.sparsity in (0.9, 0.95, 0.98) and cfg.trainer.epochs == reference.trainer.epochs
-        if s.method == "acdc":  # the reference job itself, at the swept sparsity
+        if SPARSITY.name_of(s) == "acdc":  # the reference job itself, at the swept sparsity
             assert s == {**reference.sparsity, "sparsity": s.sparsity}
         else:  # the same layers, blocks and pruning window; GMP's own ramp settings
             for key in ("mask_type", "global_sparsity", "params", "start_epoch", "end_epoch", "min_kept_per_channel"):
@@ -193,7 +194,7 @@ def test_an_experiment_swept_to_a_method_it_does_not_fit_is_one_line(tmp_path, m
     assert errors[0].split(": ", 1)[1] == (
         "sweep=acdc_vs_gmp runs experiment=tiny_acdc with sparsity=gmp: the experiment sets "
         "sparsity.dense_phase_warmup_epochs, which sparsity=gmp does not have (Key 'dense_phase_warmup_epochs' not in "
-        "'GmpSparsityConfig'); allowed: move the experiment's sparsity=acdc-only settings to "
+        "'GmpConfig'); allowed: move the experiment's sparsity=acdc-only settings to "
         "configs/sparsity/experiment/acdc_tiny_acdc.yaml (read only with sparsity=acdc, as for "
         "experiment=resnet50_imagenet_acdc85_quant), or sweep without sparsity=gmp"
     )
@@ -204,7 +205,7 @@ def test_multi_gpu_preset_on_the_digits_demo_is_one_line(preset, gpus, tmp_path)
     errors, _ = _sweep(["sweep=sparsity", f"hydra/launcher={preset}", "logger=wandb"])
     assert errors == [
         f"all 4 jobs: hydra/launcher={preset} gives each job {gpus} GPUs, and this job trains the digits demo "
-        "(model resnet_small, data=digits); allowed: name the experiment to run "
+        "(model small_resnet, data=digits); allowed: name the experiment to run "
         "(e.g. experiment=resnet50_imagenet_acdc85_quant), or run the demo with hydra/launcher=slurm_local or the "
         "default launcher"
     ]
@@ -224,7 +225,7 @@ def test_data_alone_keeps_the_demo_model_and_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert _error_lines(proc) == [
         "acdc-train: error: data=imagenet_folder with no experiment= or model= would train the digits demo's model "
-        "and schedule on it (model resnet_small, 30 epochs, lr_schedule warmup_cosine); allowed: "
+        "and schedule on it (model small_resnet, 30 epochs, lr_schedule warmup_cosine); allowed: "
         "experiment=resnet50_imagenet_acdc85_quant data=imagenet_folder with IMAGENET_DIR set, or name model= to "
         "train another model on it"
     ]
@@ -242,7 +243,7 @@ def test_reference_experiment_on_the_image_folder_reads_imagenet_dir(monkeypatch
         "/datasets/imagenet/train",
         "/datasets/imagenet/val",
     )
-    assert cfg.model.name == "resnet50" and cfg.data.batch_size == 256
+    assert cfg.model.name == "resnet50" and cfg.data.batch_size == 256  # the torchvision builder's architecture
     assert check_run(["model=resnet18", "data=imagenet_folder"], "train", prepare_train_job).model.name == "resnet18"
 
 

@@ -66,7 +66,7 @@ def test_fixture_config_values():
     sp = cfg["sparsity"]
     params = sp.pop("params")
     assert sp == {
-        "method": "acdc",
+        "_target_": "acdc_exp.sparsity.methods.acdc.Acdc",
         "sparsity": 0.85,
         "mask_type": "block4",
         "global_sparsity": False,
@@ -82,7 +82,7 @@ def test_fixture_config_values():
     assert len(params) == 52 and set(params) == RESNET50_LAYER_CONVS
     assert params[:3] == ["layer1.0.conv1.weight", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight"]
     assert cfg["quantization"] == {
-        "enabled": True,
+        "_target_": "acdc_exp.quantization.qat.Qat",
         "start_epoch": 200.0,
         "submodules": ["input", "sections"],
         "disable_observer_epoch": 201.0,
@@ -161,7 +161,9 @@ def test_unknown_field_is_an_error_but_logging_fields_are_not(tmp_path):
         {"func": "cosine", "start_epoch": 0.0, "end_epoch": 10.0, "init_lr": 0.1, "final_lr": 0.0}
     ]
     # no pruning / quantization modifiers: dense, no QAT, and the optimizer's own weight decay
-    assert cfg["sparsity"]["method"] == "dense" and cfg["quantization"] == {"enabled": False}
+    assert cfg["sparsity"] == {"_target_": "acdc_exp.sparsity.methods.dense.Dense"} and cfg["quantization"] == {
+        "_target_": "acdc_exp.quantization.none.NoQat"
+    }
     assert "optimizer" not in cfg and cfg["lr_schedule"]["weight_decay"] == []
 
 
@@ -197,7 +199,7 @@ def test_gmp_recipe(tmp_path):
     p = _write(tmp_path, "target: 0.8\n" + MINIMAL.format(extra=GMP))
     sp = recipe_to_config(p)["sparsity"]
     assert sp == {
-        "method": "gmp",
+        "_target_": "acdc_exp.sparsity.methods.gmp.Gmp",
         "sparsity": 0.8,
         "init_sparsity": 0.05,
         "mask_type": "block4",

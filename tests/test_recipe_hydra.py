@@ -18,11 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from acdc_exp.cli.recipe import main as recipe_main
-from acdc_exp.config.groups import AcdcSparsityConfig, LRSegment
+from acdc_exp.config.groups import LRSegment
 from acdc_exp.config.schema import register_configs
+from acdc_exp.config.variants import typed_groups
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan import Plan
 from acdc_exp.recipe import apply_recipe, recipe_to_config
+from acdc_exp.registries import LOGGERS, MODELS, QUANTIZATION
+from acdc_exp.sparsity.methods.acdc import AcdcConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
@@ -41,7 +44,8 @@ def _compose(overrides: List[str], extra_dir: Optional[Path] = None, hydra_cfg: 
     if extra_dir is not None:
         overrides = [*overrides, f"hydra.searchpath=[file://{extra_dir}]"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=hydra_cfg)
+        # typed by each registry group's variant, as every command does (config/variants.py)
+        return typed_groups(compose(config_name="train", overrides=overrides, return_hydra_config=hydra_cfg))
 
 
 def _with_recipe(overrides: List[str]) -> DictConfig:
@@ -50,7 +54,7 @@ def _with_recipe(overrides: List[str]) -> DictConfig:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the recipe's duplicate params
-        return apply_recipe(_compose(overrides), overrides, compose_groups)
+        return typed_groups(apply_recipe(_compose(overrides), overrides, compose_groups))  # as finalize does
 
 
 def _schedule(cfg: DictConfig, keys) -> dict:
@@ -78,7 +82,7 @@ def recipe_keys():
     keys = {"sparsity": sorted(sections["sparsity"]), "quantization": sorted(sections["quantization"])}
     # everything the schema's sparsity/quantization schedule fields hold is set by the recipe
     assert set(keys["sparsity"]) >= {
-        "method",
+        "_target_",
         "sparsity",
         "mask_type",
         "global_sparsity",
@@ -93,7 +97,7 @@ def recipe_keys():
         "min_kept_per_channel",
     }
     assert set(keys["quantization"]) == {
-        "enabled",
+        "_target_",
         "start_epoch",
         "submodules",
         "disable_observer_epoch",
@@ -200,14 +204,14 @@ def test_command_line_values_win_over_the_recipe():
     assert cfg.optimizer.weight_decay == 0.001
     # the rest of the recipe still applies; group choices are not values
     assert cfg.sparsity.mask_type == "block4" and cfg.sparsity.end_epoch == 190.0
-    assert cfg.quantization.enabled and cfg.logger.kind == "none"
+    assert QUANTIZATION.name_of(cfg.quantization) == "qat" and LOGGERS.name_of(cfg.logger) == "none"
     seg = _with_recipe([*RECIPE_RUN, "lr_schedule.segments=[{func:constant,init_lr:0.3}]"]).lr_schedule.segments
     assert len(seg) == 1 and seg[0].init_lr == 0.3
 
 
 def test_recipe_result_is_still_typed_by_the_schema(tmp_path, recipe_cfg):
     assert OmegaConf.get_type(recipe_cfg.lr_schedule.segments[2]) is LRSegment
-    assert OmegaConf.get_type(recipe_cfg.sparsity) is AcdcSparsityConfig
+    assert OmegaConf.get_type(recipe_cfg.sparsity) is AcdcConfig
     with pytest.raises(ValidationError):
         recipe_cfg.copy().trainer.epochs = "ten"
     with pytest.raises(ConfigAttributeError):
@@ -313,4 +317,4 @@ def test_bare_yaml_recipe_on_a_torchvision_resnet_needs_explicit_pretrained():
     # and the small ResNet has no pretrained weights to forget
     assert final(["model=resnet50", "data=imagenet_ffcv", f"recipe={MODEL_CARD}"]).model.pretrained is True
     assert final([f"experiment={EXPERIMENT}", f"recipe={FIXTURE}"]).model.pretrained is True
-    assert final([f"recipe={FIXTURE}"]).model.name == "resnet_small"
+    assert MODELS.name_of(final([f"recipe={FIXTURE}"]).model) == "small_resnet"

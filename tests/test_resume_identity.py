@@ -36,7 +36,7 @@ def test_checkpoint_carries_the_fingerprint_of_what_defines_the_run(stopped_run)
     state = load_state(stopped_run / "checkpoints" / "last.pt")
     fp = state["fingerprint"]
     assert fp["sparsity.sparsity"] == 0.8 and fp["seed"] == 0 and fp["trainer.epochs"] == 3
-    assert fp["data.batch_size"] == state["config"]["data"]["batch_size"] and "model.name" in fp
+    assert fp["data.batch_size"] == state["config"]["data"]["batch_size"] and "model._target_" in fp
     # where files are, how data loads and logs: not part of it
     assert not {"data.num_workers", "data.train_path", "data.cache_dir", "model.weights"} & set(fp)
     assert not any(k.startswith(("paths.", "logger.")) for k in fp)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from acdc_exp.config.compose import config_dir
 from acdc_exp.config.precheck import Prepare, check_run, check_sweep, run_mode, task_overrides
 from acdc_exp.config.schema import register_configs
+from acdc_exp.config.variants import typed_groups
 from acdc_exp.errors import AcdcError
 
 # compose and validate the run, or every job of a sweep (-m), then stop: nothing is launched
@@ -66,6 +67,7 @@ def hydra_command(
     def app(cfg: DictConfig) -> object:
         hydra_cfg = HydraConfig.get()
         overrides = task_overrides(hydra_cfg)
+        cfg = guarded(prog, lambda: typed_groups(cfg))
         if prepare is not None:
             # the precheck prepared the run; a sweep's job prepares its own config
             reuse = prepared is not None and hydra_cfg.mode == RunMode.RUN

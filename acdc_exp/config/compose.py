@@ -11,6 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from acdc_exp.config.schema import register_configs
+from acdc_exp.config.variants import typed_groups
 from acdc_exp.errors import AcdcError, ConfigError
 
 
@@ -38,7 +39,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
+            return typed_groups(compose(config_name=config_name, overrides=list(overrides)))
     except AcdcError:
         raise
     except Exception as exc:  # Hydra and OmegaConf composition errors
@@ -49,13 +50,14 @@ def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> Dict
     """Apply a SparseML recipe when ``recipe=`` is set, then validate ranges."""
     from acdc_exp.config.validate import validate  # torch behind it: composing alone stays fast (CLI prechecks)
 
+    cfg = typed_groups(cfg)
     if cfg.get("recipe"):
         from acdc_exp.recipe import apply_recipe  # torch behind it: composing alone stays fast (CLI prechecks)
 
         def compose_groups(options: Dict[str, str]) -> DictConfig:
             return compose_config([f"{group}={option}" for group, option in options.items()])
 
-        cfg = apply_recipe(cfg, list(cli_overrides or []), compose_groups)
+        cfg = typed_groups(apply_recipe(cfg, list(cli_overrides or []), compose_groups))
     validate(cfg)
     return cfg
 

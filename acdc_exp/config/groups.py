@@ -1,10 +1,12 @@
-"""The config groups' schemas: each YAML in ``configs/<group>/`` is merged onto one of these.
+"""The schemas of the config groups that are not registries: each YAML in ``configs/<group>/``
+is merged onto one of these.
 
 A value lives once: where a group's YAML files set a key, the schema says only its type
-(``MISSING``); a schema default is a value the YAML files rely on. Groups whose options take
-different keys have one schema per variant (``AcdcSparsityConfig``, ``WandbLoggerConfig``, ...),
-named by the option's defaults list (``/schema/sparsity@_here_: acdc``), so a GMP key on an
-AC/DC run or a W&B key on the console logger is an error.
+(``MISSING``); a schema default is a value the YAML files rely on. The registries' groups
+(model, sparsity, quantization, logger) have their schemas beside their builders
+(``acdc_exp/registries.py``), found from the config's ``_target_`` (``config/variants.py``).
+A data or lr_schedule option with keys of its own names its schema in its defaults list
+(``/schema/data@_here_: fashion_mnist``).
 """
 
 from __future__ import annotations
@@ -13,25 +15,6 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from omegaconf import MISSING
-
-
-@dataclass
-class ModelConfig:
-    _target_: str = "acdc_exp.models.factory.build_model"
-    # torchvision: resnet18 / resnet34 / resnet50; small: resnet_small (32x32 inputs)
-    name: str = MISSING
-    num_classes: int = MISSING
-    # Recipe's ``--pretrained True``: start from dense weights. ``weights`` is a local file
-    # (state dict or checkpoint) or a torchvision weights enum name found in the torch cache.
-    pretrained: bool = MISSING
-    weights: Optional[str] = MISSING
-    zero_init_residual: bool = False
-
-
-@dataclass
-class SmallResNetConfig(ModelConfig):
-    width: int = MISSING  # base width
-    depth: int = MISSING  # 6n+2
 
 
 @dataclass
@@ -160,94 +143,6 @@ class PresetLRScheduleConfig(LRScheduleConfig):
 
 
 @dataclass
-class PhaseConfig:
-    """An explicit AC/DC phase, for schedules the periodic rule cannot express."""
-
-    start_epoch: float = MISSING
-    end_epoch: float = MISSING
-    phase: str = MISSING  # dense | compressed
-
-
-@dataclass
-class SparsityConfig:
-    """What every method has; sparsity=dense uses it as is."""
-
-    method: str = MISSING  # acdc | gmp | dense
-    sparsity: float = MISSING  # compression (AC/DC) or final (GMP) sparsity
-    mask_type: str = MISSING  # unstructured | block4 | N:M such as 2:4
-    global_sparsity: bool = MISSING
-    # weight names or glob patterns; SparseML ResNet names are accepted as aliases
-    params: List[str] = MISSING
-    start_epoch: float = MISSING
-    end_epoch: float = MISSING
-    update_frequency: float = MISSING
-    # keep the k largest weights (blocks) of every output channel when masking (masks.py)
-    min_kept_per_channel: int = MISSING
-
-
-@dataclass
-class AcdcSparsityConfig(SparsityConfig):
-    # explicit phases replace the periodic rule (the AC/DC paper's own variant)
-    phases: Optional[List[PhaseConfig]] = MISSING
-    # when a dense phase begins: all | pruned | none (acdc_exp/sparsity/sparsifier.py)
-    reset_momentum: str = MISSING
-    # output channels pruned whole: regrow | keep_pruned in dense phases (sparsifier.py)
-    dead_channels: str = MISSING
-    # lr ramps 0 -> schedule over this many epochs at the start of each dense phase after a
-    # compressed one (plan/plan.py::regrowth_lr_factor)
-    dense_phase_warmup_epochs: float = MISSING
-
-
-@dataclass
-class GmpSparsityConfig(SparsityConfig):
-    # cubic ramp from init_sparsity at start_epoch to sparsity at end_epoch
-    init_sparsity: float = MISSING
-
-
-@dataclass
-class QuantizationConfig:
-    """quantization=none: only the switch."""
-
-    enabled: bool = MISSING
-
-
-@dataclass
-class QatConfig(QuantizationConfig):
-    start_epoch: float = MISSING
-    # recipe submodule names: input = stem (conv1/bn1/relu), sections = layer1..layer4
-    submodules: List[str] = MISSING
-    disable_observer_epoch: Optional[float] = MISSING
-    freeze_bn_stats_epoch: Optional[float] = MISSING
-    fuse: bool = MISSING
-    per_channel: bool = MISSING
-    # 7-bit activations: int8 kernels without VNNI/AMX saturate on 8-bit ones (QATController.int8_exact_on_this_cpu)
-    reduce_range: bool = MISSING
-    num_bits: int = MISSING
-    backend: str = MISSING
-
-
-@dataclass
-class LoggerConfig:
-    """What every logger has (logger=none, console)."""
-
-    kind: str = MISSING  # none | console | wandb
-    log_every_steps: int = MISSING
-
-
-@dataclass
-class WandbLoggerConfig(LoggerConfig):
-    mode: str = MISSING  # online | offline | disabled
-    project: str = MISSING
-    entity: Optional[str] = MISSING
-    # null: <experiment>-sweep-<sweep_name> in a sweep (loggers/wandb_logger.py), else none
-    group: Optional[str] = MISSING
-    tags: List[str] = MISSING
-    job_type: str = MISSING
-    name: Optional[str] = MISSING  # null: derived from experiment and overrides
-    log_artifacts: bool = MISSING
-
-
-@dataclass
 class TrainerConfig:
     epochs: int = MISSING
     device: str = MISSING  # auto | cpu | cuda
@@ -285,12 +180,6 @@ class PathsConfig:
     data_cache: str = MISSING
 
 
-# The variant schemas, by group and option name (config/schema.py registers them).
-VARIANTS = {
-    "model": {"small_resnet": SmallResNetConfig},
-    "data": {"fashion_mnist": FashionMnistDataConfig},
-    "lr_schedule": {"preset": PresetLRScheduleConfig},
-    "sparsity": {"acdc": AcdcSparsityConfig, "gmp": GmpSparsityConfig},
-    "quantization": {"qat": QatConfig},
-    "logger": {"wandb": WandbLoggerConfig},
-}
+# The variant schemas of the groups that are not registries yet (values differ, builders do not),
+# by group and option name (config/schema.py stores them; the option's defaults list names one).
+VARIANTS = {"data": {"fashion_mnist": FashionMnistDataConfig}, "lr_schedule": {"preset": PresetLRScheduleConfig}}

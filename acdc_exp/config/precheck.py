@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from acdc_exp.config.compose import config_dir, finalize, hydra_error_line
 from acdc_exp.config.schema import register_configs
+from acdc_exp.config.variants import typed_groups
 from acdc_exp.data.settings import BUILTIN_DATASETS, batches_for_rank, builtin_digits
 from acdc_exp.errors import AcdcError, ConfigError
 
@@ -165,7 +166,8 @@ def _labels(jobs: List[List[str]]) -> List[str]:
 def _compose_job(hydra, master: DictConfig, job: List[str]):
     """(config, overrides) of the job as its launcher composes it, or its one-line error."""
     try:
-        cfg = hydra.config_loader.load_sweep_config(master, job)
+        # typed as the job will type it: an experiment's key the swept variant lacks fails here
+        cfg = typed_groups(hydra.config_loader.load_sweep_config(master, job))
     except Exception as exc:  # Hydra and OmegaConf composition errors
         return _composition_error(exc, master, job)
     overrides = task_overrides(cfg.hydra)
@@ -240,11 +242,13 @@ def check_demo_on_other_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     data = choices.get("data")
     if data is None or data in BUILTIN_DATASETS or "experiment" in choices or "model" in choices:
         return
+    from acdc_exp.models.factory import model_label  # torch behind it: --help and good runs skip it
+
     envs = sorted(set(re.findall(r"oc\.env:(\w+)", str(OmegaConf.to_container(cfg.data, resolve=False)))))
     paths = f" with {' or '.join(envs)} set" if envs else ""
     raise ConfigError(
         f"data={data} with no experiment= or model= would train the digits demo's model and schedule on it "
-        f"(model {cfg.model.name}, {cfg.trainer.epochs} epochs, lr_schedule {cfg.lr_schedule.name}); "
+        f"(model {model_label(cfg.model)}, {cfg.trainer.epochs} epochs, lr_schedule {cfg.lr_schedule.name}); "
         f"allowed: experiment={REFERENCE} data={data}{paths}, or name model= to train another model on it"
     )
 
@@ -253,9 +257,11 @@ def check_launch(cfg: DictConfig, launch: Launch) -> None:
     """A job against the preset that runs it: no multi-GPU job of the digits demo, and a
     global batch that splits over its ranks as ``build_data`` splits it."""
     if launch.gpus > 1 and builtin_digits(cfg.data):
+        from acdc_exp.models.factory import model_label  # torch behind it: --help and good runs skip it
+
         raise ConfigError(
             f"hydra/launcher={launch.preset} gives each job {launch.gpus} GPUs, and this job trains the digits demo "
-            f"(model {cfg.model.name}, data={DEMO_DATA}); allowed: name the experiment to run "
+            f"(model {model_label(cfg.model)}, data={DEMO_DATA}); allowed: name the experiment to run "
             f"(e.g. experiment={REFERENCE}), or run the demo with hydra/launcher=slurm_local or the default launcher"
         )
     if launch.ranks > 1:

@@ -18,32 +18,23 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from acdc_exp.config.groups import (
-    VARIANTS,
-    DataConfig,
-    LoggerConfig,
-    LRScheduleConfig,
-    ModelConfig,
-    OptimizerConfig,
-    PathsConfig,
-    QuantizationConfig,
-    SparsityConfig,
-    TrainerConfig,
-)
+from acdc_exp.config.groups import VARIANTS, DataConfig, LRScheduleConfig, OptimizerConfig, PathsConfig, TrainerConfig
 from acdc_exp.data.beton_names import beton_path
 from acdc_exp.errors import ConfigError
+from acdc_exp.registry import variant_name
 
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # the registries' groups: typed by their variant's schema once composed (config/variants.py)
+    model: Any = MISSING
+    sparsity: Any = MISSING
+    quantization: Any = MISSING
+    logger: Any = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    # groups with variants: the option's schema (a subclass) is merged in
+    # the option's schema (a subclass) is merged in
     lr_schedule: LRScheduleConfig = MISSING
-    sparsity: SparsityConfig = MISSING
-    quantization: QuantizationConfig = MISSING
-    logger: LoggerConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = MISSING
@@ -163,13 +154,16 @@ def register_configs() -> None:
     """Register the schemas so the configs can name them in their defaults lists (``schema:
     train``), the ``run_stamp`` resolver the run dir uses and the ``beton_path`` resolver
     that names the ImageNet .beton files as ``acdc-data write`` does; ``recipe_stem`` names a
-    recipe run (train.yaml's experiment_name); ``epochs_of`` scales the demo's schedule."""
+    recipe run (train.yaml's experiment_name); ``epochs_of`` scales the demo's schedule;
+    ``variant`` names a registered variant by its ``_target_`` (``registry.variant_name``)."""
     if not OmegaConf.has_resolver("run_stamp"):
         OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True)
     if not OmegaConf.has_resolver("beton_path"):
         OmegaConf.register_new_resolver("beton_path", beton_path)
     if not OmegaConf.has_resolver("recipe_stem"):
         OmegaConf.register_new_resolver("recipe_stem", recipe_stem)
+    if not OmegaConf.has_resolver("variant"):
+        OmegaConf.register_new_resolver("variant", variant_name)
     if not OmegaConf.has_resolver("epochs_of"):
         OmegaConf.register_new_resolver("epochs_of", epochs_of)
 

@@ -19,7 +19,7 @@ _RAMP_FIELDS = ("min_res", "max_res", "start_ramp", "end_ramp")
 
 
 def ramp_enabled(cfg: Any) -> bool:
-    return all(getattr(cfg, f, None) is not None for f in _RAMP_FIELDS)
+    return all(getattr(cfg, f) is not None for f in _RAMP_FIELDS)
 
 
 def _check_side(name: str, value: Any) -> None:
@@ -146,7 +146,7 @@ def validate_data_config(cfg: Any) -> None:
         raise DataError(f"data.num_classes={cfg.num_classes} must be >= 1")
     _check_side("res", cfg.res)
     _check_side("val_res", cfg.val_res)
-    given = [f for f in _RAMP_FIELDS if getattr(cfg, f, None) is not None]
+    given = [f for f in _RAMP_FIELDS if getattr(cfg, f) is not None]
     if given and len(given) < len(_RAMP_FIELDS):
         missing = [f for f in _RAMP_FIELDS if f not in given]
         raise DataError(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from acdc_exp.loggers.base import Logger
 from acdc_exp.records import MaskUpdate
+from acdc_exp.registries import LOGGERS
 
 
 class ConsoleLogger(Logger):
@@ -34,3 +36,9 @@ class ConsoleLogger(Logger):
 
     def message(self, text: str) -> None:
         self._print(text)
+
+
+@LOGGERS.register()
+def console(cfg: DictConfig, **run: Any) -> ConsoleLogger:
+    """logger=console: plain lines on the terminal (the run's values in ``run`` are not needed)."""
+    return ConsoleLogger()

@@ -19,22 +19,27 @@ import hashlib
 import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import wandb
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
 from acdc_exp import run_layout as layout
 from acdc_exp.errors import ConfigError
-from acdc_exp.loggers.base import Logger
+from acdc_exp.loggers.base import Logger, MultiLogger
+from acdc_exp.loggers.console import ConsoleLogger
 from acdc_exp.loggers.plots import plot_layer_sparsity
 from acdc_exp.loggers.wandb_log_file import wait_until_complete
 from acdc_exp.records import MaskUpdate
+from acdc_exp.registries import LOGGERS, LoggerConfig
 
 MODES = ("online", "offline", "disabled")
 MAX_NAME_LEN = 128
 FLUSH_TIMEOUT_S = 60.0
+# the folder wandb.init(dir=<run dir>) writes its files in (its name is wandb's choice)
+WANDB_DIR = "wandb"
 
 # override keys that say where or how a run executes, not what it trains: left out of names
 NOISY_KEYS = (
@@ -272,7 +277,7 @@ class WandbLogger(Logger):
         onnx = summary.get("onnx") or []
         onnx = [onnx] if isinstance(onnx, (str, Path)) else list(onnx.values() if isinstance(onnx, Mapping) else onnx)
         found = {Path(p) for p in onnx}
-        found.update(p for p in self.run_dir.rglob("*.onnx") if "wandb" not in p.relative_to(self.run_dir).parts)
+        found.update(p for p in self.run_dir.rglob("*.onnx") if WANDB_DIR not in p.relative_to(self.run_dir).parts)
         self._artifact(f"onnx-{self.run_id}", "onnx", sorted(found), meta)
 
     def finish(self) -> None:
@@ -290,3 +295,27 @@ class WandbLogger(Logger):
 
 
 __all__ = ["WandbLogger", "run_name", "layer_key", "artifact_name", "plot_layer_sparsity", "MODES"]
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    mode: str = MISSING  # online | offline | disabled
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    # null: <experiment>-sweep-<sweep_name> in a sweep (run_group), else none
+    group: Optional[str] = MISSING
+    tags: List[str] = MISSING
+    job_type: str = MISSING
+    name: Optional[str] = MISSING  # null: derived from experiment and overrides
+    log_artifacts: bool = MISSING
+
+
+# the run's summary records the W&B run id: a finished run without one logs its end again
+@LOGGERS.register(schema=WandbLoggerConfig, opens_wandb_run=True)
+def wandb_and_console(
+    cfg: DictConfig, *, run_dir: Path, config: Dict[str, Any], resume_id: Optional[str] = None, overrides: Sequence[str] = ()
+) -> MultiLogger:
+    """logger=wandb: the console's lines, and a W&B run."""
+    return MultiLogger(
+        ConsoleLogger(), WandbLogger(cfg, run_dir=run_dir, config=config, resume_id=resume_id, overrides=overrides)
+    )

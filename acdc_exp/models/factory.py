@@ -1,44 +1,61 @@
-"""Build models by name: torchvision ResNets (quantization-ready variants) and the small ResNet."""
+"""Build a model from its config, one way for training and for reloading a saved run, and
+load the weights a run starts from.
+
+A model's config is a Hydra ``_target_`` with its keyword arguments (``configs/model/*.yaml``),
+plus ``pretrained``/``weights`` (``registries.ModelConfig``), which never reach the builder:
+training loads them after building; a reload from a checkpoint skips them (the checkpoint
+holds the weights, and the file it started from may be gone).
+"""
 
 from __future__ import annotations
 
 import os
-import types
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from acdc_exp.errors import CheckpointError, ConfigError
-from acdc_exp.models.small_resnet import SmallResNet
+from acdc_exp.errors import AcdcError, CheckpointError, ConfigError
+from acdc_exp.models.small_resnet import small_resnet
+from acdc_exp.models.torchvision_resnet import DEPTHS, quantizable_resnet
+from acdc_exp.registries import MODELS
 
-TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
-MODEL_NAMES = ("resnet_small",) + TORCHVISION_RESNETS
+START_KEYS = ("pretrained", "weights")  # where weights start: not the builder's arguments
 
-
-def _float_classifier_forward(self, x: torch.Tensor) -> torch.Tensor:
-    # as torchvision's quantizable forward, but dequantized before the classifier: the
-    # recipe quantizes ``input`` and ``sections`` and keeps ``classifier`` in float
-    x = self.quant(x)
-    x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    x = self.dequant(self.avgpool(x))
-    return self.fc(torch.flatten(x, 1))
+# the built-in models by the names tests and benchmarks use (build_model)
+BUILT_IN = {"resnet_small": small_resnet, **{name: quantizable_resnet for name in DEPTHS}}
+MODEL_NAMES = tuple(BUILT_IN)
 
 
-def _torchvision_resnet(name: str, num_classes: int) -> nn.Module:
-    # torchvision's quantizable ResNets have the same parameters as the plain ones (so
-    # pretrained weights load) plus the stubs and FloatFunctional adds eager QAT needs.
-    from torchvision.models.quantization.resnet import QuantizableBasicBlock, QuantizableBottleneck, QuantizableResNet
+def build_model(name: str = "resnet_small", num_classes: int = 10, **arch: Any) -> nn.Module:
+    """A built-in model by name (``resnet_small``, ``resnet18/34/50``), random weights."""
+    if name not in BUILT_IN:
+        raise ConfigError(f"model.name={name!r} is not a built-in model; allowed: {', '.join(MODEL_NAMES)}")
+    builder = BUILT_IN[name]
+    named = {"name": name} if builder is quantizable_resnet else {}
+    return builder(num_classes=num_classes, **named, **arch)
 
-    # torchvision ships no quantizable resnet34 builder; the class covers every depth
-    block, layers = {
-        "resnet18": (QuantizableBasicBlock, [2, 2, 2, 2]),
-        "resnet34": (QuantizableBasicBlock, [3, 4, 6, 3]),
-        "resnet50": (QuantizableBottleneck, [3, 4, 6, 3]),
-    }[name]
-    model = QuantizableResNet(block, layers, num_classes=num_classes)
-    model.forward = types.MethodType(_float_classifier_forward, model)
+
+def model_from_config(cfg: Mapping[str, Any], *, start_weights: bool = True) -> nn.Module:
+    """The model ``cfg`` (a model group's config, typed or as a checkpoint stores it) builds;
+    with ``start_weights`` the weights it names are loaded (training), else not (a reload)."""
+    typed = MODELS.typed(OmegaConf.create(dict(cfg)) if not isinstance(cfg, DictConfig) else cfg)
+    arch = {k: v for k, v in typed.items() if k not in START_KEYS}
+    try:
+        model = instantiate(arch, _convert_="all")
+    except AcdcError:
+        raise
+    except Exception as exc:  # Hydra wraps the builder's error
+        cause = exc.__cause__ if isinstance(exc.__cause__, AcdcError) else exc
+        if isinstance(cause, AcdcError):
+            raise cause from None
+        raise ConfigError(f"model._target_={typed._target_} failed to build: {' '.join(str(exc).split())[:200]}") from None
+    if start_weights and typed.pretrained:
+        if not typed.weights:
+            raise ConfigError("model.pretrained=true needs model.weights (a file path or a torchvision weights name)")
+        load_pretrained(model, str(typed.weights))
     return model
 
 
@@ -54,16 +71,18 @@ def _state_dict_from_file(path: str) -> dict:
     return obj
 
 
-def _torchvision_weights(name: str, weights: str) -> dict:
-    """A torchvision weights enum entry, only if it is already in the local torch hub cache."""
-    from torchvision.models import get_model_weights  # torchvision's model zoo takes seconds to import
+def _torchvision_weights(weights: str) -> dict:
+    """A torchvision weights entry (``ResNet50_Weights.IMAGENET1K_V1``), only if it is already
+    in the local torch hub cache (no network on compute nodes)."""
+    from torchvision.models import get_weight  # torchvision's model zoo takes seconds to import
 
-    enum = get_model_weights(name)
     try:
-        entry = enum[weights]
-    except KeyError:
-        allowed = ", ".join(e.name for e in enum)
-        raise ConfigError(f"model.weights={weights!r} is not a {name} weights name; allowed: {allowed} or a file path") from None
+        entry = get_weight(weights)
+    except (KeyError, ValueError, AttributeError):
+        raise ConfigError(
+            f"model.weights={weights!r} is neither a file nor a torchvision weights name; "
+            "allowed: a file path, or <Enum>.<entry> such as ResNet50_Weights.IMAGENET1K_V1"
+        ) from None
     cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(entry.url))
     if not os.path.exists(cache):
         raise ConfigError(
@@ -72,67 +91,35 @@ def _torchvision_weights(name: str, weights: str) -> dict:
     return torch.load(cache, map_location="cpu")
 
 
-def load_pretrained(model: nn.Module, name: str, weights: str) -> None:
-    state = (
-        _state_dict_from_file(weights)
-        if os.path.sep in weights or os.path.exists(weights)
-        else _torchvision_weights(name, weights)
-    )
+def load_pretrained(model: nn.Module, weights: str) -> None:
+    """Load ``weights`` (a file, or a torchvision weights name) into ``model``; a classifier of
+    another size keeps its fresh weights (fine-tuning on a new dataset)."""
+    state = _state_dict_from_file(weights) if os.path.sep in weights or os.path.exists(weights) else _torchvision_weights(weights)
     own = model.state_dict()
-    # a different number of classes keeps the fresh classifier (fine-tuning on a new dataset)
     state = {k: v for k, v in state.items() if not (k in own and own[k].shape != v.shape and k.startswith("fc."))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise CheckpointError(
-            f"model.weights={weights!r} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"model.weights={weights!r} does not fit {type(model).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
 
 
-def random_weights_note(name: str, pretrained: bool) -> Optional[str]:
-    """One line for a torchvision ResNet that starts from random weights, else None. These are
-    ImageNet models whose SparseML recipes fine-tune dense weights: a from-scratch start is
-    rarely what a recipe's numbers assume, so a run says it once at its start."""
-    if name not in TORCHVISION_RESNETS or pretrained:
+def model_label(cfg: Mapping[str, Any]) -> str:
+    """What messages call the model ``cfg`` builds: its variant's label (a torchvision ResNet's
+    architecture), else the variant's name."""
+    variant = MODELS.variant(cfg)
+    label = variant.trait("label")
+    return label(cfg) if label else variant.name
+
+
+def random_weights_note(cfg: Mapping[str, Any]) -> Optional[str]:
+    """One line for a model whose recipes start from pretrained weights (its variant's trait)
+    that starts from random ones, else None: a from-scratch start is rarely what a SparseML
+    recipe's numbers assume, so a run says it once at its start."""
+    if cfg["pretrained"] or not MODELS.variant(cfg).trait("starts_from_pretrained", False):
         return None
     return (
-        f"[model] {name} starts from random weights (model.pretrained=false); SparseML's model cards "
+        f"[model] {model_label(cfg)} starts from random weights (model.pretrained=false); SparseML's model cards "
         "train from dense ImageNet weights: model.pretrained=true (model.weights: a torchvision weights name or a file)"
     )
-
-
-def _zero_init_last_bn(model: nn.Module) -> None:
-    """Each residual branch starts as identity (Goyal et al.): zero its last BN's scale."""
-    for m in model.modules():
-        last_bn = getattr(m, "bn3", None) if hasattr(m, "conv3") else getattr(m, "bn2", None)
-        if hasattr(m, "skip_add") and isinstance(last_bn, nn.BatchNorm2d):
-            nn.init.zeros_(last_bn.weight)
-
-
-def build_model(
-    name: str = "resnet_small",
-    num_classes: int = 10,
-    pretrained: bool = False,
-    weights: Optional[str] = None,
-    width: int = 16,
-    depth: int = 8,
-    zero_init_residual: bool = False,
-) -> nn.Module:
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"model.name={name!r} is not supported; allowed: {', '.join(MODEL_NAMES)}")
-    if num_classes <= 0:
-        raise ConfigError(f"model.num_classes={num_classes} must be > 0")
-    if name == "resnet_small":
-        try:
-            model = SmallResNet(num_classes=num_classes, depth=depth, width=width)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    else:
-        model = _torchvision_resnet(name, num_classes)
-    if zero_init_residual:
-        _zero_init_last_bn(model)
-    if pretrained:
-        if not weights:
-            raise ConfigError("model.pretrained=true needs model.weights (a file path or a torchvision weights name)")
-        load_pretrained(model, name, weights)
-    return model

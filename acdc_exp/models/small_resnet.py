@@ -9,12 +9,17 @@ residual adds, and a float classifier after the DeQuantStub.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub
+
+from acdc_exp.errors import ConfigError
+from acdc_exp.registries import MODELS, ModelConfig
 
 
 class BasicBlock(nn.Module):
@@ -80,3 +85,26 @@ class SmallResNet(nn.Module):
         # dequantize before the classifier: the recipe keeps ``classifier`` in float
         x = self.dequant(x)
         return self.fc(torch.flatten(x, 1))
+
+
+@dataclass
+class SmallResNetConfig(ModelConfig):
+    width: int = MISSING  # base width
+    depth: int = MISSING  # 6n+2
+    # each residual branch starts as identity (Goyal et al.): its last BN's scale is zero
+    zero_init_residual: bool = False
+
+
+@MODELS.register(schema=SmallResNetConfig)
+def small_resnet(num_classes: int, width: int = 16, depth: int = 8, zero_init_residual: bool = False) -> SmallResNet:
+    if num_classes <= 0:
+        raise ConfigError(f"model.num_classes={num_classes} must be > 0")
+    try:
+        model = SmallResNet(num_classes=num_classes, depth=depth, width=width)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if zero_init_residual:
+        for block in model.modules():
+            if isinstance(block, BasicBlock):
+                nn.init.zeros_(block.bn2.weight)
+    return model

@@ -16,9 +16,11 @@ from omegaconf import DictConfig
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at, weight_decay_at
-from acdc_exp.plan.sparsity_schedule import COMPRESSED, DENSE, SparsitySchedule, build_sparsity_schedule
+from acdc_exp.plan.sparsity_schedule import COMPRESSED, DENSE, SparsitySchedule
+from acdc_exp.registries import QUANTIZATION, SPARSITY
 
-PHASE_IDS = {"dense": 0, "compressed": 1, "qat": 2}
+QAT = "qat"  # the phase name once QAT has started (on top of the sparsity phase)
+PHASE_IDS = {DENSE: 0, COMPRESSED: 1, QAT: 2}
 
 
 @dataclass(frozen=True)
@@ -28,18 +30,12 @@ class QATSchedule:
     disable_observer_epoch: float = math.inf
     freeze_bn_stats_epoch: float = math.inf
 
-    @classmethod
-    def from_config(cls, cfg: DictConfig) -> "QATSchedule":
-        if not cfg.enabled:
-            return cls()
-        inf = math.inf
-        start = float(cfg.start_epoch)
-        obs = inf if cfg.disable_observer_epoch is None else float(cfg.disable_observer_epoch)
-        bn = inf if cfg.freeze_bn_stats_epoch is None else float(cfg.freeze_bn_stats_epoch)
-        for name, value in (("disable_observer_epoch", obs), ("freeze_bn_stats_epoch", bn)):
-            if value < start:
-                raise ConfigError(f"quantization.{name}={value} is before quantization.start_epoch={start}")
-        return cls(True, start, obs, bn)
+    def __post_init__(self) -> None:
+        for name in ("disable_observer_epoch", "freeze_bn_stats_epoch"):
+            if getattr(self, name) < self.start_epoch:
+                raise ConfigError(
+                    f"quantization.{name}={getattr(self, name)} is before quantization.start_epoch={self.start_epoch}"
+                )
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ class StepPlan:
     @property
     def phase_name(self) -> str:
         """dense / compressed / qat: what the logs call the phase."""
-        return "qat" if self.qat.active else self.masks.phase
+        return QAT if self.qat.active else self.masks.phase
 
     def row(self) -> Dict[str, Any]:
         """One flat row (``acdc-schedule --json``, plots): the parts' fields side by side."""
@@ -155,7 +151,10 @@ class Plan:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, steps_per_epoch: int) -> "Plan":
-        """From the composed train config (``TrainConfig``)."""
+        """From the composed train config (``TrainConfig``). The sparsity method and the
+        quantization variant build their own schedules (``registries``: the config's
+        ``_target_`` names them), and check their values on the way."""
+        sparsity = SPARSITY.build(cfg.sparsity).schedule()
         segs = [
             LRSegment(
                 func=str(s.func),
@@ -173,10 +172,9 @@ class Plan:
             lr_segments=segs,
             weight_decay=float(cfg.optimizer.weight_decay),
             weight_decay_segments=wd,
-            sparsity=build_sparsity_schedule(cfg.sparsity),
-            qat=QATSchedule.from_config(cfg.quantization),
-            # AC/DC's knob: other methods' configs have no dense phases to warm up
-            **{k: float(getattr(cfg.sparsity, k)) for k in ("dense_phase_warmup_epochs",) if hasattr(cfg.sparsity, k)},
+            sparsity=sparsity,
+            qat=QUANTIZATION.build(cfg.quantization).schedule(),
+            dense_phase_warmup_epochs=sparsity.dense_phase_warmup_epochs,
         )
 
     @property
@@ -257,7 +255,7 @@ class Plan:
         """The phase name alone (cheaper than ``at``): dense / compressed / qat."""
         epoch = self.epoch_of(step)
         if self.qat.enabled and epoch >= self.qat.start_epoch - 1e-9:
-            return "qat"
+            return QAT
         return self.sparsity.phase(epoch)
 
     def phase_intervals(self, samples_per_epoch: int = 100) -> List[Tuple[float, float, str]]:

@@ -11,13 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from omegaconf import DictConfig
-
 from acdc_exp.errors import ConfigError
 
 DENSE = "dense"
 COMPRESSED = "compressed"
-METHODS = ("acdc", "gmp", "dense")
 
 
 def _check_window(start: float, end: float, freq: float) -> None:
@@ -28,7 +25,10 @@ def _check_window(start: float, end: float, freq: float) -> None:
 
 
 class SparsitySchedule:
-    """Base: always dense."""
+    """Base: always dense. A method's schedule is built by its module (sparsity/methods/)."""
+
+    # the plan's lr ramp at the start of each dense phase after a compressed one (AC/DC's)
+    dense_phase_warmup_epochs: float = 0.0
 
     def phase(self, epoch: float) -> str:
         return DENSE
@@ -62,6 +62,7 @@ class ACDCSchedule(SparsitySchedule):
     start_epoch: float
     end_epoch: float
     update_frequency: float
+    dense_phase_warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         _check_window(self.start_epoch, self.end_epoch, self.update_frequency)
@@ -107,6 +108,7 @@ class ExplicitPhaseSchedule(SparsitySchedule):
 
     sparsity_target: float
     phases: Sequence[Tuple[float, float, str]]
+    dense_phase_warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -184,26 +186,3 @@ class GMPSchedule(SparsitySchedule):
 
     def dense_member_epoch(self) -> Optional[float]:
         return None  # GMP trains one model: the pre-pruning network is no trained dense member
-
-
-def build_sparsity_schedule(cfg: DictConfig) -> SparsitySchedule:
-    """From a ``SparsityConfig`` (Hydra node or dataclass)."""
-    method = cfg.method
-    if method not in METHODS:
-        raise ConfigError(f"sparsity.method={method!r} is not supported; allowed: {', '.join(METHODS)}")
-    if not 0.0 <= float(cfg.sparsity) <= 1.0:
-        raise ConfigError(f"sparsity.sparsity={cfg.sparsity} is out of range; allowed: 0 <= sparsity <= 1")
-    if method == "dense":
-        return SparsitySchedule()
-    if method == "gmp":
-        return GMPSchedule(
-            float(cfg.sparsity),
-            float(cfg.init_sparsity),
-            float(cfg.start_epoch),
-            float(cfg.end_epoch),
-            float(cfg.update_frequency),
-        )
-    if cfg.phases:
-        phases = [(float(p.start_epoch), float(p.end_epoch), str(p.phase)) for p in cfg.phases]
-        return ExplicitPhaseSchedule(float(cfg.sparsity), phases)
-    return ACDCSchedule(float(cfg.sparsity), float(cfg.start_epoch), float(cfg.end_epoch), float(cfg.update_frequency))

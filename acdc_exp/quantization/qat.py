@@ -11,20 +11,22 @@ After that the plan's observer and BN-statistics freezes are applied, idempotent
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.ao.quantization as tq
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 from torch import nn
 from torch.ao.quantization.quantize import _observer_forward_hook as _torch_observer_hook
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.machine import int8_engine_exact
 from acdc_exp.models.sync_bn import from_sync_batchnorm, plain_batchnorm
-from acdc_exp.plan import StepPlan
+from acdc_exp.plan import QATSchedule, StepPlan
 from acdc_exp.quantization.qconfig import SymmetricWeightFakeQuantize, build_qconfig, check_backend, quiet_ao, use_engine
 from acdc_exp.quantization.regions import assign_qconfig, check_submodules, fusion_groups
+from acdc_exp.registries import QUANTIZATION, VariantConfig
 
 # widens u8 x s8 products to int32 on every CPU: the fallback where the backend would saturate
 EXACT_ENGINE = "qnnpack"
@@ -77,7 +79,7 @@ class QATController:
         missing = [n for n in ("quant", "dequant") if not isinstance(getattr(model, n, None), (tq.QuantStub, tq.DeQuantStub))]
         if missing:
             raise ConfigError(
-                f"quantization.enabled=true but {type(model).__name__} has no {'/'.join(missing)} stub; "
+                f"quantization=qat but {type(model).__name__} has no {'/'.join(missing)} stub; "
                 "allowed: the quantization-ready models of acdc_exp.models"
             )
         for group in fusion_groups(model, self.submodules):
@@ -223,3 +225,41 @@ def convert_to_int8(model: nn.Module, backend: str = "x86") -> nn.Module:
     with quiet_ao():
         tq.convert(int8, inplace=True)
     return int8
+
+
+@dataclass
+class QatConfig(VariantConfig):
+    start_epoch: float = MISSING
+    # recipe submodule names: input = stem (conv1/bn1/relu), sections = layer1..layer4
+    submodules: List[str] = MISSING
+    disable_observer_epoch: Optional[float] = MISSING
+    freeze_bn_stats_epoch: Optional[float] = MISSING
+    fuse: bool = MISSING
+    per_channel: bool = MISSING
+    # 7-bit activations: int8 kernels without VNNI/AMX saturate on 8-bit ones (QATController.int8_exact_on_this_cpu)
+    reduce_range: bool = MISSING
+    num_bits: int = MISSING
+    backend: str = MISSING
+
+
+@QUANTIZATION.register(schema=QatConfig)
+class Qat:
+    """quantization=qat: eager QAT from ``start_epoch``; observers and BN statistics freeze later."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        if cfg.num_bits != 8:
+            raise ConfigError(f"quantization.num_bits={cfg.num_bits} is not supported; allowed: 8")
+        self.cfg = cfg
+
+    def schedule(self) -> QATSchedule:
+        c = self.cfg
+        never = float("inf")
+        return QATSchedule(
+            enabled=True,
+            start_epoch=float(c.start_epoch),
+            disable_observer_epoch=never if c.disable_observer_epoch is None else float(c.disable_observer_epoch),
+            freeze_bn_stats_epoch=never if c.freeze_bn_stats_epoch is None else float(c.freeze_bn_stats_epoch),
+        )
+
+    def controller(self, model: Optional[nn.Module] = None) -> QATController:
+        return QATController.from_config(self.cfg, model)

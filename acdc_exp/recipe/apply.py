@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from acdc_exp.errors import ConfigError
-from acdc_exp.models.factory import random_weights_note
+from acdc_exp.models.factory import model_label, random_weights_note
 from acdc_exp.recipe.convert import recipe_to_config
+from acdc_exp.registry import variant_name
 
 # composes the config with {group: option} choices
 ComposeGroups = Callable[[Dict[str, str]], DictConfig]
@@ -73,11 +74,9 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
 
 def recipe_variants(sections: Dict[str, Any]) -> Dict[str, str]:
     """The group options a recipe implies: its pruning method, QAT or not, and explicit lr
-    segments (``configs/<group>/<option>.yaml``)."""
-    out = {
-        "sparsity": str(sections["sparsity"]["method"]),
-        "quantization": "qat" if sections["quantization"]["enabled"] else "none",
-    }
+    segments (``configs/<group>/<option>.yaml``; a registered variant's YAML is named as the
+    variant, ``configs/sparsity/acdc.yaml`` for ``sparsity/methods/acdc.py``)."""
+    out = {group: variant_name(sections[group]["_target_"]) for group in ("sparsity", "quantization")}
     if "segments" in sections["lr_schedule"]:
         out["lr_schedule"] = "segments"
     return out
@@ -89,7 +88,7 @@ def _swap_variants(cfg: DictConfig, options: Dict[str, str], compose_groups: Com
     fresh = compose_groups(options)
     out = cfg.copy()
     for group in options:
-        if OmegaConf.get_type(out[group]) is not OmegaConf.get_type(fresh[group]):
+        if OmegaConf.get_type(out[group]) is not OmegaConf.get_type(fresh[group]):  # the variant's schema
             out[group] = fresh[group]
     return out
 
@@ -132,10 +131,10 @@ def _require_pretrained_decision(recipe: str, sections: Dict[str, Any], explicit
     would spend a whole schedule on the wrong thing."""
     if "model" in sections or "model.pretrained" in explicit:
         return  # the model card's command or the command line decided
-    if random_weights_note(str(cfg.model.name), bool(cfg.model.pretrained)) is None:
+    if random_weights_note(cfg.model) is None:
         return  # a model without pretrained weights, or pretrained=true from an experiment
     raise ConfigError(
-        f"recipe {recipe!r} does not say whether model {cfg.model.name} starts from pretrained weights "
+        f"recipe {recipe!r} does not say whether model {model_label(cfg.model)} starts from pretrained weights "
         "(only a Markdown model card's training command does); allowed: model.pretrained=true "
         "(dense ImageNet weights from model.weights, as SparseML's model cards train) or model.pretrained=false (random weights)"
     )

@@ -24,10 +24,16 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment
+from acdc_exp.quantization.none import NoQat
+from acdc_exp.quantization.qat import Qat
 from acdc_exp.recipe.loader import card_training_flags, load_recipe_text, parse_recipe
 from acdc_exp.recipe.modifiers import LR, PRUNING, Modifier, resolve_modifier
 from acdc_exp.recipe.variables import RecipeArgs, parse_recipe_args, resolve_variables
+from acdc_exp.registry import target_of
 from acdc_exp.sparsity.masks import parse_mask_type
+from acdc_exp.sparsity.methods.acdc import Acdc
+from acdc_exp.sparsity.methods.dense import Dense
+from acdc_exp.sparsity.methods.gmp import Gmp
 from acdc_exp.sparsity.selection import to_torchvision_name
 
 PathLike = Union[str, Path]
@@ -203,16 +209,20 @@ def _fraction(mod: Modifier, name: str) -> float:
 def _sparsity(mods: Sequence[Modifier]) -> Dict[str, Any]:
     mod = _only_one(mods, "pruning")
     if mod is None:
-        return {"method": "dense", "sparsity": 0.0, "params": []}
+        return {"_target_": target_of(Dense)}
     if not mod.flag("leave_enabled", True):
         raise ConfigError(f"{mod.type}.leave_enabled=false is not supported; allowed: true (masks stay on after end_epoch)")
     if mod.type == "ACDCPruningModifier":
-        head: Dict[str, Any] = {"method": "acdc", "sparsity": _fraction(mod, "compression_sparsity")}
+        head: Dict[str, Any] = {"_target_": target_of(Acdc), "sparsity": _fraction(mod, "compression_sparsity")}
     else:
         inter = mod.fields.get("inter_func", "cubic")
         if inter != "cubic":
             raise ConfigError(f"{mod.type}.inter_func={inter!r} is not supported; allowed: cubic")
-        head = {"method": "gmp", "sparsity": _fraction(mod, "final_sparsity"), "init_sparsity": _fraction(mod, "init_sparsity")}
+        head = {
+            "_target_": target_of(Gmp),
+            "sparsity": _fraction(mod, "final_sparsity"),
+            "init_sparsity": _fraction(mod, "init_sparsity"),
+        }
     out: Dict[str, Any] = {
         **head,
         "mask_type": _mask_type(mod),
@@ -244,7 +254,7 @@ def _optional_epoch(mod: Modifier, name: str) -> Optional[float]:
 def _quantization(mods: Sequence[Modifier]) -> Dict[str, Any]:
     mod = _only_one(mods, "QuantizationModifier")
     if mod is None:
-        return {"enabled": False}
+        return {"_target_": target_of(NoQat)}
     end = mod.fields.get("end_epoch", -1)
     if end != -1:
         raise ConfigError(f"QuantizationModifier.end_epoch={end!r} is not supported; allowed: -1 (QAT stays on to the end)")
@@ -256,7 +266,7 @@ def _quantization(mods: Sequence[Modifier]) -> Dict[str, Any]:
             f"QuantizationModifier.submodules={subs!r} is not a list of module names; allowed: e.g. [input, sections]"
         )
     out: Dict[str, Any] = {
-        "enabled": True,
+        "_target_": target_of(Qat),
         "start_epoch": _start(mod),
         "submodules": list(subs),
         "disable_observer_epoch": _optional_epoch(mod, "disable_quantization_observer_epoch"),

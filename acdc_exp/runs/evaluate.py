@@ -69,7 +69,7 @@ def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]
     device = torch.device("cpu") if int8 else resolve_device(str(cfg.trainer.device))
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
-    classes = int(saved["model"].get("num_classes", cfg.data.num_classes))
+    classes = int(saved["model"]["num_classes"])  # every model config has it (registries.ModelConfig)
     if int(cfg.data.num_classes) != classes:
         raise ConfigError(f"data.num_classes={cfg.data.num_classes} but the checkpoint's model has {classes} classes")
     data = build_data(cfg.data, data_cache=str(cfg.paths.data_cache), device=device, seed=int(cfg.seed))

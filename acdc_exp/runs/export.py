@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
+from acdc_exp.loggers import opens_wandb_run
 from acdc_exp.runs.evaluate import compose_for_member
 from acdc_exp.runs.members import load_member, member_path
 
@@ -171,9 +172,9 @@ def _benchmark(
     (out_dir / "speed_report.json").write_text(json.dumps(speed, indent=2))
     summary_path = run_dir / layout.SUMMARY
     run_id = json.loads(summary_path.read_text()).get("wandb_run_id") if summary_path.is_file() else None
-    logger_cfg = config.get("logger", {})
+    logger_cfg = config["logger"]
     speed["wandb"] = None
-    if run_id and logger_cfg.get("kind") == "wandb":
+    if run_id and opens_wandb_run(logger_cfg):
         speed["wandb"] = {
             "run_id": run_id,
             "sync_file": log_speed_report(speed, run_dir=run_dir, run_id=run_id, logger_cfg=logger_cfg),

@@ -16,9 +16,11 @@ from torch import nn
 
 from acdc_exp import run_layout as layout
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
-from acdc_exp.models import build_model
+from acdc_exp.models import model_from_config
+from acdc_exp.quantization.base import NoQuantization
 from acdc_exp.quantization.qat import QATController, convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
+from acdc_exp.registries import QUANTIZATION
 from acdc_exp.training import checkpoint as ckpt
 
 MEMBERS = tuple(layout.MEMBER_FILES)
@@ -49,15 +51,13 @@ def is_int8_state(model_state: Dict[str, Any]) -> bool:
 
 
 def build_float_model(config: Dict[str, Any]) -> nn.Module:
-    kwargs = dict(config["model"])
-    kwargs.pop("_target_", None)
-    # the checkpoint holds the weights; never re-read the pretrained file it started from
-    kwargs["pretrained"], kwargs["weights"] = False, None
-    return build_model(**kwargs)
+    """The run's model as its training built it (the same builder), with random weights: the
+    checkpoint holds the weights; the pretrained file it started from is never re-read."""
+    return model_from_config(config["model"], start_weights=False)
 
 
-def quantizer_for(config: Dict[str, Any]) -> QATController:
-    return QATController.from_config(OmegaConf.create(config["quantization"]))
+def quantizer_for(config: Dict[str, Any]) -> "QATController | NoQuantization":
+    return QUANTIZATION.build(OmegaConf.create(config["quantization"])).controller()
 
 
 def int8_engine_for(config: Dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -16,12 +15,12 @@ from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
 from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger, opens_wandb_run
-from acdc_exp.models.factory import random_weights_note
+from acdc_exp.models.factory import model_from_config, random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
 from acdc_exp.plan import Plan
 from acdc_exp.quantization import build_quantizer
+from acdc_exp.registries import SPARSITY
 from acdc_exp.runs.finish import finish_run
-from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_distributed, max_over_ranks, shutdown
 from acdc_exp.training.fingerprint import check_same_run, run_difference
@@ -61,14 +60,14 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         world_size=dist.world_size,
         distributed=dist.enabled,
     )
-    model: nn.Module = instantiate(cfg.model).to(device)
+    model: nn.Module = model_from_config(cfg.model).to(device)
     if channels_last_on(tcfg.channels_last, device):  # NHWC weights; the trainer feeds NHWC batches to match
         model = model.to(memory_format=torch.channels_last)
     if sync_batchnorm_wanted(tcfg.sync_batchnorm, data.loading()["batch_size_per_process"], dist.world_size):
         model = to_sync_batchnorm(model)  # before DDP wraps it; the same parameters
     optimizer = build_optimizer(cfg.optimizer, model)
     plan = Plan.from_config(cfg, data.steps_per_epoch())
-    sparsifier = Sparsifier.from_config(model, cfg.sparsity)
+    sparsifier = SPARSITY.build(cfg.sparsity).sparsifier(model)
     quantizer = build_quantizer(cfg.quantization, model)
 
     resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
@@ -83,7 +82,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         is_main=dist.is_main,
         overrides=list(overrides or []),
     )
-    if state is None and (note := random_weights_note(str(cfg.model.name), bool(cfg.model.pretrained))):
+    if state is None and (note := random_weights_note(cfg.model)):
         logger.message(note)  # rank 0 only (the others' loggers are silent); a resume has trained weights
     export_onnx = bool(tcfg.export_onnx) and dist.is_main
     if export_onnx:

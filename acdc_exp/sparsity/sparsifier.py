@@ -20,10 +20,9 @@ Two choices at the start of a dense phase are config (``sparsity.*``):
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
@@ -33,6 +32,9 @@ from acdc_exp.records import MaskUpdate
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
 from acdc_exp.sparsity.stale_momentum import StaleMomentum
+
+# masks (True = kept) of the selected weights at a target sparsity: a method's mask rule
+MaskRule = Callable[[List[torch.Tensor], float], List[torch.Tensor]]
 
 RESET_MOMENTUM = ("all", "pruned", "none")
 DEAD_CHANNELS = ("regrow", "keep_pruned")
@@ -67,9 +69,6 @@ def dead_output_channels(mask: torch.Tensor) -> torch.Tensor:
     return ~mask.reshape(mask.shape[0], -1).any(dim=1)
 
 
-ACDC_KNOBS = ("reset_momentum", "dead_channels")
-
-
 class Sparsifier:
     def __init__(
         self,
@@ -81,14 +80,16 @@ class Sparsifier:
         reset_momentum: str = "all",
         dead_channels: str = "regrow",
         min_kept_per_channel: int = 0,
-        enabled: bool = True,
+        mask_rule: Optional[MaskRule] = None,
     ) -> None:
         self.min_kept_per_channel = check_count("min_kept_per_channel", min_kept_per_channel)
         self.mask_type = mask_type
         self.global_sparsity = global_sparsity
         self.reset_momentum = check_choice("sparsity.reset_momentum", reset_momentum, RESET_MOMENTUM)
         self.dead_channels = check_choice("sparsity.dead_channels", dead_channels, DEAD_CHANNELS)
-        self.names: List[str] = [n for n, _ in select_parameters(model, params)] if enabled and params else []
+        # a method's own rule (sparsity/methods/); by default magnitude masks of mask_type
+        self.mask_rule: MaskRule = mask_rule or self._magnitude_masks
+        self.names: List[str] = [n for n, _ in select_parameters(model, params)] if params else []
         self._params: Dict[str, nn.Parameter] = {}
         self.masks: Optional[Dict[str, torch.Tensor]] = None  # True = kept
         # what the hooks multiply by: 1.0 kept, 0.0 zeroed, in each weight's dtype (the
@@ -99,19 +100,6 @@ class Sparsifier:
         self.last_masks: Optional[Dict[str, torch.Tensor]] = None  # previous compressed phase
         self.rebind(model)
         self.optimizer: Optional[torch.optim.Optimizer] = None
-
-    @classmethod
-    def from_config(cls, model: nn.Module, cfg: DictConfig) -> "Sparsifier":
-        return cls(
-            model,
-            params=list(cfg.params),
-            mask_type=str(cfg.mask_type),
-            global_sparsity=bool(cfg.global_sparsity),
-            min_kept_per_channel=cfg.min_kept_per_channel,
-            enabled=cfg.method != "dense",
-            # AC/DC's dense-phase knobs: only an AC/DC config has them
-            **{k: getattr(cfg, k) for k in ACDC_KNOBS if hasattr(cfg, k)},
-        )
 
     def rebind(self, model: nn.Module) -> None:
         """Look the selected weights up by name again (QAT swaps modules but keeps names)."""
@@ -199,11 +187,7 @@ class Sparsifier:
     @torch.no_grad()
     def _recompute(self, p: StepPlan) -> MaskUpdate:
         weights = [self._params[n].detach() for n in self.names]
-        floor = self.min_kept_per_channel
-        if self.global_sparsity:
-            masks = compute_mask(weights, p.masks.sparsity, self.mask_type, floor)
-        else:
-            masks = [compute_mask(w, p.masks.sparsity, self.mask_type, floor) for w in weights]
+        masks = [m.bool() for m in self.mask_rule(weights, p.masks.sparsity)]
         # all ranks must hold identical masks: weights are identical under DDP, and the
         # mask functions break ties deterministically, so no broadcast is needed here
         reference = self.masks if self.masks is not None else self.last_masks
@@ -220,6 +204,12 @@ class Sparsifier:
             update.layer_changed = diffs
             update.changed_fraction = sum(diffs[n] * new[n].numel() for n in new) / max(total, 1)
         return update
+
+    def _magnitude_masks(self, weights: List[torch.Tensor], sparsity: float) -> List[torch.Tensor]:
+        floor = self.min_kept_per_channel
+        if self.global_sparsity:
+            return compute_mask(weights, sparsity, self.mask_type, floor)
+        return [compute_mask(w, sparsity, self.mask_type, floor) for w in weights]
 
     @torch.no_grad()
     def _enter_dense_phase(self) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from acdc_exp.plan import QAT
+from acdc_exp.plan.sparsity_schedule import COMPRESSED
+
 
 @dataclass
 class Results:
@@ -22,7 +25,7 @@ class Results:
         """One evaluation: the history, the latest, and the phase's own slot."""
         self.history.append((epoch, phase_name, metrics["top1"]))
         self.final, self.final_phase = metrics, phase_name
-        if phase_name == "compressed":
+        if phase_name == COMPRESSED:
             self.sparse = metrics
-        elif phase_name == "qat":
+        elif phase_name == QAT:
             self.qat = metrics

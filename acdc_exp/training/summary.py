@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from acdc_exp.registries import SPARSITY
+
 
 def parameter_counts(model: nn.Module, layer_sparsity: Mapping[str, float]) -> Dict[str, Any]:
     """All parameters, the nonzero ones, and the sparsity over the pruned layers."""
@@ -57,10 +59,11 @@ def build_summary(
     the int8 member's metrics; ``measured``: the rest, recorded as given (paths, wall time,
     parameter counts, loading, precision...)."""
     r = results
+    method = SPARSITY.build(cfg.sparsity)
     summary: Dict[str, Any] = dict(
         experiment=cfg.experiment_name,
-        method=str(cfg.sparsity.method),
-        mask_type=str(cfg.sparsity.mask_type),
+        method=method.name,
+        mask_type=method.mask_type,
         seed=int(cfg.seed),
         epochs=epochs,
         steps=steps,
@@ -74,7 +77,7 @@ def build_summary(
         sparse_top5=_top(r.sparse, "top5"),
         qat_top1=_top(r.qat, "top1"),
         sparse_int8_top1=_top(int8, "top1"),
-        sparsity_target=float(cfg.sparsity.sparsity) if cfg.sparsity.method != "dense" else 0.0,
+        sparsity_target=method.target_sparsity,
         resumed_at_steps=list(r.resumed_at_steps),
         history=[list(h) for h in r.history],
         **phase_dips(r.history),
