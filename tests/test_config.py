@@ -10,6 +10,7 @@ from conftest import cli
 from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
+from acdc_exp.errors import ConfigError
 from acdc_exp.registries import MODELS, SPARSITY
 
 CONFIGS = Path(config_dir())
@@ -112,12 +113,20 @@ def test_default_is_the_digits_acdc_demo():
         ("sparsity.mask_type=block8", "block8"),
         ("sparsity._target_=magic.Method", "magic.Method"),
         ("logger._target_=acdc_exp.sparsity.methods.acdc.Acdc", "not a registered logger variant"),
+        # a variant's schema types its config: a key it lacks, a value of the wrong type, its own rule
+        ("+sparsity.init_sparsity=0.1", "sparsity (acdc): Key 'init_sparsity' not in 'AcdcConfig'"),
+        ("sparsity.sparsity=most", "sparsity (acdc): Value 'most' of type 'str' could not be converted to Float"),
     ],
 )
 def test_bad_override_is_refused_in_process(override, fragment):
     with pytest.raises(Exception) as info:
         finalize(compose_config([override]))
     assert fragment in str(info.value)
+
+
+def test_a_variants_own_rule_is_checked_with_the_plan():
+    with pytest.raises(ConfigError, match="quantization.num_bits=4 is not supported; allowed: 8"):
+        finalize(compose_config(["quantization=qat", "quantization.num_bits=4"]))
 
 
 @pytest.mark.parametrize(
@@ -133,11 +142,8 @@ def test_bad_override_is_refused_in_process(override, fragment):
         (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' is not in struct"),
         (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' is not in struct"),
         (["logger.project=demo"], "Key 'project' is not in struct"),
-        (["+sparsity.init_sparsity=0.1"], "sparsity (acdc): Key 'init_sparsity' not in 'AcdcConfig'"),
-        (["sparsity.sparsity=most"], "sparsity (acdc): Value 'most' of type 'str' could not be converted to Float"),
         (["experiment=resnet50_imagenet_acdc85_quant", "lr_schedule.peak_lr=0.3"], "Key 'peak_lr' not in 'LRScheduleConfig'"),
         (["quantization.start_epoch=3"], "Key 'start_epoch' is not in struct"),
-        (["quantization=qat", "quantization.num_bits=4"], "quantization.num_bits=4 is not supported; allowed: 8"),
     ],
 )
 def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):

@@ -15,7 +15,7 @@ import torch
 from conftest import cli, evaluate_checkpoint, load_state, small_overrides
 
 TOY = Path(__file__).with_name("toy")
-EPOCHS, STOP = 3, 30  # digits: 22 steps per epoch; the one-shot prune is at epoch 1 (step 22)
+EPOCHS, STOP = 2, 30  # digits: 22 steps per epoch; the one-shot prune at epoch 1 (step 22), stop after it
 TOY_RUN = [
     f"hydra.searchpath=[file://{TOY / 'configs'}]",
     "model=tiny",
@@ -41,7 +41,7 @@ def _train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A run stopped at step 30 and resumed to its end, and the same run uninterrupted."""
+    """A run stopped at step 30 (after the prune) and resumed to its end, and the same run uninterrupted."""
     root = tmp_path_factory.mktemp("extending")
     resumed, whole = root / "resumed", root / "whole"
     assert "stopped at step 30" in _train(resumed, f"trainer.max_steps={STOP}").stdout
