@@ -2,6 +2,8 @@
 #   make demo   - set up, then run the embedded default (AC/DC on digits through FFCV)
 #   make test   - set up (with the local SLURM cluster), then run the whole test suite
 #   make deepsparse - optional: DeepSparse 1.8 in its own venv (.venv-deepsparse) for speed reports
+#   make test-fast - the unit tests only (no training, no console scripts, no SLURM), under 2 minutes,
+#                 for the edit-test loop in a set-up checkout (CI runs make test)
 #   make lint   - ruff check + ruff format --check (part of make test)
 #   make lock   - re-resolve requirements/lock.txt from pyproject.toml + requirements/pins.txt
 SHELL := /bin/bash
@@ -10,7 +12,7 @@ UV_VERSION ?= 0.13.9
 # make lock LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS="--upgrade-package onnxruntime"
 LOCK_FLAGS ?=
 
-.PHONY: demo test setup setup-test slurm-up deepsparse lint lock
+.PHONY: demo test test-fast setup setup-test slurm-up deepsparse lint lock
 
 setup:
 	bash scripts/setup.sh
@@ -30,6 +32,9 @@ demo: setup
 
 test: slurm-up deepsparse lint
 	$(VENV)/bin/python -m pytest -ra
+
+test-fast:
+	$(VENV)/bin/python -m pytest -q -m "not e2e and not slurm"
 
 # ruff (pinned in the lock, configured in pyproject.toml): lint and formatting, as CI checks them
 lint: setup-test
