@@ -26,7 +26,9 @@ class VariantConfig:
 class ModelConfig(VariantConfig):
     """Every model: the builder's keyword arguments (its own keys) plus where weights start.
     ``pretrained``/``weights`` never reach the builder: the run loads them after building
-    (``models/build.py``), and a reload from a checkpoint skips them."""
+    (``models/factory.py::model_from_config``), and a reload from a checkpoint skips them. The
+    defaults serve a model given only its ``_target_``; the shipped YAMLs write them out, so the
+    command line can set them (``model.pretrained=true``)."""
 
     num_classes: int = MISSING
     # start from these weights: a local file (state dict or checkpoint), or a torchvision

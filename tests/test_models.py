@@ -27,7 +27,7 @@ def test_torchvision_resnets_keep_torchvision_names(name, convs):
 
 def _resnet(name: str, num_classes: int = 1000, **start) -> dict:
     """A model config as configs/model/<name>.yaml composes it, with where weights start."""
-    return {"_target_": TORCHVISION, "name": name, "num_classes": num_classes, **start}
+    return {"_target_": TORCHVISION, "name": name, "num_classes": num_classes, "zero_init_residual": False, **start}
 
 
 def test_pretrained_from_local_file_loads_exactly(tmp_path):

@@ -92,7 +92,7 @@ class SmallResNetConfig(ModelConfig):
     width: int = MISSING  # base width
     depth: int = MISSING  # 6n+2
     # each residual branch starts as identity (Goyal et al.): its last BN's scale is zero
-    zero_init_residual: bool = False
+    zero_init_residual: bool = MISSING
 
 
 @MODELS.register(schema=SmallResNetConfig)

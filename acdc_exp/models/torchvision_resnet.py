@@ -21,7 +21,7 @@ DEPTHS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3
 class TorchvisionResNetConfig(ModelConfig):
     name: str = MISSING  # resnet18 | resnet34 | resnet50
     # each residual branch starts as identity (Goyal et al.): its last BN's scale is zero
-    zero_init_residual: bool = False
+    zero_init_residual: bool = MISSING
 
 
 def _float_classifier_forward(self, x: torch.Tensor) -> torch.Tensor:
