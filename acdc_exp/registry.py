@@ -18,6 +18,7 @@ through a registry, the way an interface is reached: the static imports still po
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
@@ -88,13 +89,14 @@ class Registry:
 
     def variant(self, node: Any) -> Variant:
         """The variant ``node`` (the group's config) chooses by its ``_target_``."""
-        target = _target(node, self.group)
+        given = target = _target(node, self.group)
         if target not in self._variants:
             obj = _import(target, self.group)  # its module registers it on import
+            target = target_of(obj) if hasattr(obj, "__qualname__") else target  # a re-export: where it is defined
             if target not in self._variants:
                 if not self.open_targets:
                     raise ConfigError(
-                        f"{self.group}._target_={target} is not a registered {self.group} variant; allowed: a class or "
+                        f"{self.group}._target_={given} is not a registered {self.group} variant; allowed: a class or "
                         f"function decorated with {self.handle}.register"
                     )
                 return Variant(self.group, target, self.base, obj)
@@ -134,10 +136,19 @@ def _target(node: Any, group: str) -> str:
 
 
 def _import(target: str, group: str) -> Any:
-    from hydra._internal.utils import _locate  # what instantiate uses, without get_object's error log
-
-    try:
-        return _locate(target)
-    except Exception as exc:  # ImportError, AttributeError: Hydra wraps them
-        cause = " ".join(str(exc).split())[:160]
-        raise ConfigError(f"{group}._target_={target} cannot be imported ({cause})") from None
+    """The object a dotted path names: the longest importable module prefix, then attributes."""
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not ".".join(parts[:cut]).startswith(exc.name):  # it exists; an import of it does not
+                raise ConfigError(f"{group}._target_={target} cannot be imported ({exc})") from None
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        return obj
+    raise ConfigError(f"{group}._target_={target} cannot be imported (no such module or attribute)")

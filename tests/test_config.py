@@ -124,9 +124,30 @@ def test_bad_override_is_refused_in_process(override, fragment):
     assert fragment in str(info.value)
 
 
+def test_the_reference_experiment_composes_with_every_method():
+    """Its masking settings are read by the pruning methods only (sparsity/masked/), so its
+    dense baseline composes too; AC/DC and GMP share them value for value."""
+    ref = "experiment=resnet50_imagenet_acdc85_quant"
+    acdc, gmp, dense = (finalize(compose_config([ref, f"sparsity={m}"])).sparsity for m in ("acdc", "gmp", "dense"))
+    assert sorted(dense) == ["_target_"]
+    for key in ("sparsity", "mask_type", "global_sparsity", "params", "start_epoch", "end_epoch", "min_kept_per_channel"):
+        assert acdc[key] == gmp[key], key
+    assert (acdc.sparsity, acdc.mask_type, len(acdc.params), acdc.update_frequency) == (0.85, "block4", 52, 5.0)
+
+
+def test_model_keys_are_overridable_without_plus():
+    """Every key a model's builder or start takes is written in its YAML, so the command line sets it."""
+    for model in ("resnet_small", "resnet50"):
+        cfg = finalize(compose_config([f"model={model}", "model.zero_init_residual=true", "model.weights=/w.pt"]))
+        assert cfg.model.zero_init_residual is True and cfg.model.weights == "/w.pt"
+
+
 def test_a_variants_own_rule_is_checked_with_the_plan():
     with pytest.raises(ConfigError, match="quantization.num_bits=4 is not supported; allowed: 8"):
         finalize(compose_config(["quantization=qat", "quantization.num_bits=4"]))
+    # GMP's own rule comes first: an N:M pattern's fixed sparsity is not what is wrong there
+    with pytest.raises(ConfigError, match="a GMP ramp needs unstructured or block4"):
+        finalize(compose_config(["sparsity=gmp", "sparsity.mask_type=2:4"]))
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ def test_names_are_derived_from_the_module():
     assert SPARSITY.name_of({"_target_": "acdc_exp.sparsity.methods.gmp.Gmp"}) == "gmp"
     assert QUANTIZATION.name_of({"_target_": "acdc_exp.quantization.none.NoQat"}) == "none"
     assert LOGGERS.name_of({"_target_": "acdc_exp.loggers.console.console"}) == "console"
+    # a re-export is the variant where it is defined: the same schema, name and traits
+    assert SPARSITY.variant({"_target_": "acdc_exp.recipe.convert.Acdc"}).target == "acdc_exp.sparsity.methods.acdc.Acdc"
 
 
 @dataclass

@@ -48,11 +48,11 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
 
 def finalize(cfg: DictConfig, cli_overrides: Optional[List[str]] = None) -> DictConfig:
     """Apply a SparseML recipe when ``recipe=`` is set, then validate ranges."""
-    from acdc_exp.config.validate import validate  # torch behind it: composing alone stays fast (CLI prechecks)
+    from acdc_exp.config.validate import validate  # torch behind it: --help and --cfg never load it
 
     cfg = typed_groups(cfg)
     if cfg.get("recipe"):
-        from acdc_exp.recipe import apply_recipe  # torch behind it: composing alone stays fast (CLI prechecks)
+        from acdc_exp.recipe import apply_recipe  # the recipe parser: only for recipe= runs
 
         def compose_groups(options: Dict[str, str]) -> DictConfig:
             return compose_config([f"{group}={option}" for group, option in options.items()])

@@ -242,7 +242,7 @@ def check_demo_on_other_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     data = choices.get("data")
     if data is None or data in BUILTIN_DATASETS or "experiment" in choices or "model" in choices:
         return
-    from acdc_exp.models.factory import model_label  # torch behind it: --help and good runs skip it
+    from acdc_exp.models.factory import model_label  # torch behind it: --help never loads it
 
     envs = sorted(set(re.findall(r"oc\.env:(\w+)", str(OmegaConf.to_container(cfg.data, resolve=False)))))
     paths = f" with {' or '.join(envs)} set" if envs else ""
@@ -257,7 +257,7 @@ def check_launch(cfg: DictConfig, launch: Launch) -> None:
     """A job against the preset that runs it: no multi-GPU job of the digits demo, and a
     global batch that splits over its ranks as ``build_data`` splits it."""
     if launch.gpus > 1 and builtin_digits(cfg.data):
-        from acdc_exp.models.factory import model_label  # torch behind it: --help and good runs skip it
+        from acdc_exp.models.factory import model_label  # torch behind it: --help never loads it
 
         raise ConfigError(
             f"hydra/launcher={launch.preset} gives each job {launch.gpus} GPUs, and this job trains the digits demo "

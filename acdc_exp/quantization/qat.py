@@ -60,7 +60,7 @@ class QATController:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, model: Optional[nn.Module] = None) -> "QATController":
-        """From QuantizationConfig. ``model`` is checked now, so a model QAT cannot handle
+        """From a QatConfig. ``model`` is checked now, so a model QAT cannot handle
         fails at start-up rather than when QAT begins, late in the run."""
         ctrl = cls(
             submodules=list(cfg.submodules),

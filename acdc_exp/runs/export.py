@@ -22,8 +22,9 @@ from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
 from acdc_exp.errors import CheckpointError, ConfigError, check_choice
 from acdc_exp.loggers import opens_wandb_run
+from acdc_exp.quantization.float_view import is_prepared
 from acdc_exp.runs.evaluate import compose_for_member
-from acdc_exp.runs.members import load_member, member_path
+from acdc_exp.runs.members import load_member, member_path, quantizer_for
 
 # The ONNX side (onnx, onnxscript, onnxruntime) loads inside the functions that use it: this
 # module is imported by every training run (runs/finish.py), and most runs do not export.
@@ -138,11 +139,12 @@ def run_export(
     for name, path in targets.items():
         model, _, config = load_member(path, name)
         res = int(config.get("data", {}).get("val_res", 224))
-        backend = str(config.get("quantization", {}).get("backend", "x86"))
+        # a QAT member converts to int8 for its run's engine; a float one has none to give
+        backend = {"backend": quantizer_for(config).backend} if is_prepared(model) else {}
         if inputs == "val" and images is None:
             images = val_images(config, batch)
         files += export_member(
-            model, name, out_dir, res=res, fmt=fmt, backend=backend, batch=batch, seed=seed, inputs=images, versions=versions
+            model, name, out_dir, res=res, fmt=fmt, batch=batch, seed=seed, inputs=images, versions=versions, **backend
         )
     report = {
         "checkpoint": str(checkpoint),

@@ -22,9 +22,10 @@ class GmpConfig(MaskedSparsityConfig):
 @SPARSITY.register(schema=GmpConfig)
 class Gmp(MaskedMethod):
     def __init__(self, cfg: DictConfig) -> None:
-        super().__init__(cfg)
+        # before the shared checks: an N:M pattern's own sparsity is not what is wrong here
         if parse_mask_type(str(cfg.mask_type)).kind == "nm":
             raise ConfigError(f"sparsity.mask_type={cfg.mask_type} has a fixed sparsity; a GMP ramp needs unstructured or block4")
+        super().__init__(cfg)
 
     def schedule(self) -> GMPSchedule:
         c = self.cfg
