@@ -27,7 +27,9 @@ from acdc_exp.training.step import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
-# its AC/DC-only settings, which Hydra merges under sparsity: when sparsity=acdc (the default)
+# its sparsity settings, which Hydra merges under sparsity: when sparsity=acdc (the default): what
+# every pruning method shares, then the AC/DC-only ones
+EXPERIMENT_MASKED = ROOT / "configs" / "sparsity" / "masked" / "for_resnet50_imagenet_acdc85_quant.yaml"
 EXPERIMENT_ACDC = ROOT / "configs" / "sparsity" / "experiment" / "acdc_resnet50_imagenet_acdc85_quant.yaml"
 SGD_CONFIG = ROOT / "configs" / "optimizer" / "sgd.yaml"
 SMALL_PARAMS = ["layer*.conv*.weight", "layer*.downsample.0.weight"]  # configs/sparsity/acdc.yaml
@@ -42,9 +44,9 @@ SYNC_WARNING = "synchronizing"  # torch's sync debug warning: "called a synchron
 
 def experiment() -> DictConfig:
     """The reference experiment as Hydra composes its sparsity node, without Hydra (a bare GPU
-    machine may lack it): the experiment file, then its AC/DC-only settings."""
+    machine may lack it): the experiment file, then its sparsity settings (shared, AC/DC-only)."""
     xp = OmegaConf.load(EXPERIMENT)
-    xp.sparsity = OmegaConf.merge(xp.sparsity, OmegaConf.load(EXPERIMENT_ACDC))
+    xp.sparsity = OmegaConf.merge(OmegaConf.load(EXPERIMENT_MASKED), OmegaConf.load(EXPERIMENT_ACDC))
     return xp
 
 

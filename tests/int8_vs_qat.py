@@ -98,7 +98,13 @@ def trained(reduce_range: bool) -> dict:
     x_train, y_train, x_val, y_val = _digits16()
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model_cfg = {"_target_": "acdc_exp.models.small_resnet.small_resnet", "num_classes": 10, "width": 8, "depth": 8}
+    model_cfg = {
+        "_target_": "acdc_exp.models.small_resnet.small_resnet",
+        "num_classes": 10,
+        "width": 8,
+        "depth": 8,
+        "zero_init_residual": False,
+    }
     float_model = model_from_config(model_cfg)
     opt = torch.optim.SGD(float_model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
