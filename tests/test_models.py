@@ -80,6 +80,14 @@ def test_corrupt_weights_file(tmp_path):
         model_from_config(_resnet("resnet18", pretrained=True, weights=str(bad)))
 
 
+@pytest.mark.parametrize("name, blocks", [("resnet_small", 3), ("resnet18", 8), ("resnet50", 16)])
+def test_zero_init_residual_zeroes_every_blocks_last_bn(name, blocks):
+    model = build_model(name, zero_init_residual=True)
+    last = [getattr(m, "bn3", None) or m.bn2 for m in model.modules() if hasattr(m, "downsample")]
+    assert len(last) == blocks and all(bool((bn.weight == 0).all()) for bn in last)
+    assert bool((model.bn1.weight != 0).all())  # the stem is not a branch
+
+
 def test_small_resnet_forward_and_float_classifier():
     model = build_model("resnet_small", num_classes=10, depth=14, width=8)
     out = model(torch.randn(2, 3, 32, 32))

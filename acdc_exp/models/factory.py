@@ -9,6 +9,7 @@ holds the weights, and the file it started from may be gone).
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Mapping, Optional
 
@@ -25,7 +26,7 @@ from acdc_exp.registries import MODELS
 START_KEYS = ("pretrained", "weights")  # where weights start: not the builder's arguments
 
 # the built-in models by the names tests and benchmarks use (build_model)
-BUILT_IN = {"resnet_small": small_resnet, **{name: quantizable_resnet for name in DEPTHS}}
+BUILT_IN = {"resnet_small": small_resnet, **{name: functools.partial(quantizable_resnet, name) for name in DEPTHS}}
 MODEL_NAMES = tuple(BUILT_IN)
 
 
@@ -33,9 +34,7 @@ def build_model(name: str = "resnet_small", num_classes: int = 10, **arch: Any) 
     """A built-in model by name (``resnet_small``, ``resnet18/34/50``), random weights."""
     if name not in BUILT_IN:
         raise ConfigError(f"model.name={name!r} is not a built-in model; allowed: {', '.join(MODEL_NAMES)}")
-    builder = BUILT_IN[name]
-    named = {"name": name} if builder is quantizable_resnet else {}
-    return builder(num_classes=num_classes, **named, **arch)
+    return BUILT_IN[name](num_classes=num_classes, **arch)
 
 
 def model_from_config(cfg: Mapping[str, Any], *, start_weights: bool = True) -> nn.Module:

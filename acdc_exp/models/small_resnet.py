@@ -19,6 +19,7 @@ from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub
 
 from acdc_exp.errors import ConfigError
+from acdc_exp.models.residual import zero_init_last_bn
 from acdc_exp.registries import MODELS, ModelConfig
 
 
@@ -104,7 +105,5 @@ def small_resnet(num_classes: int, width: int = 16, depth: int = 8, zero_init_re
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if zero_init_residual:
-        for block in model.modules():
-            if isinstance(block, BasicBlock):
-                nn.init.zeros_(block.bn2.weight)
+        zero_init_last_bn(model)
     return model

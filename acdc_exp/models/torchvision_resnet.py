@@ -11,6 +11,7 @@ from omegaconf import MISSING
 from torch import nn
 
 from acdc_exp.errors import ConfigError
+from acdc_exp.models.residual import zero_init_last_bn
 from acdc_exp.registries import MODELS, ModelConfig
 
 # torchvision ships no quantizable resnet34 builder; its class covers every depth
@@ -32,14 +33,6 @@ def _float_classifier_forward(self, x: torch.Tensor) -> torch.Tensor:
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
     x = self.dequant(self.avgpool(x))
     return self.fc(torch.flatten(x, 1))
-
-
-def zero_init_last_bn(model: nn.Module) -> None:
-    """Zero the scale of each residual branch's last BatchNorm (the block's ``bn3`` or ``bn2``)."""
-    for m in model.modules():
-        last_bn = getattr(m, "bn3", None) or getattr(m, "bn2", None)
-        if isinstance(getattr(m, "skip_add", None), nn.Module) and isinstance(last_bn, nn.BatchNorm2d):
-            nn.init.zeros_(last_bn.weight)
 
 
 def _arch(cfg: Any) -> str:
