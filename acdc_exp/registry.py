@@ -19,7 +19,7 @@ through a registry, the way an interface is reached: the static imports still po
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -129,7 +129,11 @@ class Registry:
 
 
 def _target(node: Any, group: str) -> str:
-    target = node.get("_target_") if isinstance(node, (DictConfig, dict)) else None
+    """``node``'s ``_target_``: a config node, a dict, or a schema's instance (a test's)."""
+    if isinstance(node, (DictConfig, dict)):
+        target = node.get("_target_")
+    else:
+        target = getattr(node, "_target_", None) if is_dataclass(node) else None
     if not target:
         raise ConfigError(f"{group} has no _target_; allowed: a {group} config choosing its variant (configs/{group}/*.yaml)")
     return str(target)

@@ -39,11 +39,11 @@ sys.path.insert(0, str(REPO))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from acdc_exp.config.groups import DataConfig  # noqa: E402
 from acdc_exp.config.schema import register_configs  # noqa: E402
 from acdc_exp.data import build_data  # noqa: E402
 from acdc_exp.data.beton_names import beton_file_name  # noqa: E402
 from acdc_exp.data.beton_writer import write_beton  # noqa: E402
+from acdc_exp.data.datasets.files import FilesDataConfig as DataConfig  # noqa: E402
 from acdc_exp.data.synthetic import make_image_tree  # noqa: E402
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from acdc_exp.config.schema import DataConfig, register_configs
+from acdc_exp.config.schema import register_configs
 from acdc_exp.data.beton_writer import write_beton
+from acdc_exp.data.datasets.files import FilesDataConfig
 from acdc_exp.data.synthetic import class_colour, make_image_tree
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -39,8 +40,8 @@ def make_synthetic_dataset(root: Path) -> Dict[str, Path]:
     return paths
 
 
-def data_config(loader: str, paths: Dict[str, Path], **overrides) -> DataConfig:
-    """DataConfig for the synthetic dataset with the given loader (ffcv or folder)."""
+def data_config(loader: str, paths: Dict[str, Path], **overrides) -> FilesDataConfig:
+    """The data config (data=imagenet_* with its paths) for the synthetic dataset with the given loader (ffcv or folder)."""
     ffcv = loader == "ffcv"
     values = dict(
         name="synthetic",
@@ -61,7 +62,7 @@ def data_config(loader: str, paths: Dict[str, Path], **overrides) -> DataConfig:
     # the rest as the shipped ImageNet FFCV option sets it (the schema leaves values to the YAML)
     register_configs()  # the beton_path resolver its train/val paths use
     shipped = OmegaConf.to_container(OmegaConf.load(CONFIGS / "data" / "imagenet_ffcv.yaml"), resolve=True)
-    return DataConfig(**{**shipped, **values})
+    return FilesDataConfig(**{**shipped, **values})
 
 
 def nearest_class(images: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
 from acdc_exp.errors import ConfigError
+from acdc_exp.registries import GROUPS as REGISTRIES
 from acdc_exp.registries import MODELS, SPARSITY
 
 CONFIGS = Path(config_dir())
@@ -88,12 +90,17 @@ def test_each_option_has_its_variant_schema():
         ("model", "resnet_small"): "SmallResNetConfig",
         ("model", "resnet50"): "TorchvisionResNetConfig",
         ("lr_schedule", "warmup_cosine"): "PresetLRScheduleConfig",
+        ("lr_schedule", "segments"): "LRScheduleConfig",
+        ("data", "digits"): "BuiltInDataConfig",
+        ("data", "fashion_mnist"): "FashionMnistDataConfig",
+        ("data", "imagenet_ffcv"): "FilesDataConfig",
+        ("data", "imagenet_folder"): "FilesDataConfig",
     }
     for (group, opt), name in kinds.items():
         assert OmegaConf.get_type(compose_config([f"{group}={opt}"])[group]).__name__ == name, (group, opt)
     # the reference experiment gives its segments whole: no preset knobs left over
     ref = compose_config(["experiment=resnet50_imagenet_acdc85_quant"]).lr_schedule
-    assert sorted(ref) == ["name", "segments", "weight_decay"]
+    assert sorted(ref) == ["_target_", "name", "segments", "weight_decay"]
 
 
 def test_default_is_the_digits_acdc_demo():
@@ -150,21 +157,40 @@ def test_a_variants_own_rule_is_checked_with_the_plan():
         finalize(compose_config(["sparsity=gmp", "sparsity.mask_type=2:4"]))
 
 
+# a bad value is one line before anything runs: what acdc-train's precheck raises (check_run,
+# the function the console script calls first), each case in-process
+BEFORE_THE_RUN = [
+    (["optimizer.lrr=0.1"], "lrr"),
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
+    (["lr_schedule.peak_lr=-1"], "negative"),
+    # data= alone would train the digits demo's model and schedule on it
+    (["data=imagenet_ffcv"], "name model= to train another model on it"),
+    # per-variant schemas: a key of another variant of the group is an error
+    (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' is not in struct"),
+    (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' is not in struct"),
+    (["logger.project=demo"], "Key 'project' is not in struct"),
+    (["experiment=resnet50_imagenet_acdc85_quant", "lr_schedule.peak_lr=0.3"], "Key 'peak_lr' is not in struct"),
+    (["quantization.start_epoch=3"], "Key 'start_epoch' is not in struct"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BEFORE_THE_RUN)
+def test_bad_override_is_one_line_before_the_run(args, fragment, tmp_path):
+    from acdc_exp.config.precheck import check_run, prepare_train_job
+
+    with pytest.raises(ConfigError) as err:
+        check_run([*args, f"paths.runs_root={tmp_path}", "logger=none"], "train", prepare_train_job)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+# through the console script: a composition error, a precheck's, and a bad path found once the
+# run opens its data (after the precheck), each one line on stderr and a non-zero exit
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["optimizer.lrr=0.1"], "lrr"),
-        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
-        (["lr_schedule.peak_lr=-1"], "negative"),
+        BEFORE_THE_RUN[0],
+        BEFORE_THE_RUN[3],
         (["model=resnet18", "data=imagenet_ffcv", "data.train_path=/nonexistent/train.beton"], "/nonexistent/train.beton"),
-        # data= alone would train the digits demo's model and schedule on it
-        (["data=imagenet_ffcv"], "name model= to train another model on it"),
-        # per-variant schemas: a key of another variant of the group is an error
-        (["sparsity.init_sparsity=0.1"], "Key 'init_sparsity' is not in struct"),
-        (["sparsity=gmp", "sparsity.reset_momentum=none"], "Key 'reset_momentum' is not in struct"),
-        (["logger.project=demo"], "Key 'project' is not in struct"),
-        (["experiment=resnet50_imagenet_acdc85_quant", "lr_schedule.peak_lr=0.3"], "Key 'peak_lr' not in 'LRScheduleConfig'"),
-        (["quantization.start_epoch=3"], "Key 'start_epoch' is not in struct"),
     ],
 )
 def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):
@@ -181,3 +207,31 @@ def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):
     assert fragment in lines[0]
     # no half-written checkpoint left behind
     assert not list(tmp_path.rglob("*.pt"))
+
+
+# keys a variant's schema has that its options need not write: a label its variant names, and
+# the .beton naming of the ffcv files (imagenet_folder reads a tree)
+UNWRITTEN = {"name": "*", "beton_dir": "imagenet_folder", "max_resolution": "imagenet_folder"}
+UNWRITTEN |= {"compress_probability": "imagenet_folder", "jpeg_quality": "imagenet_folder"}
+
+
+def _written_keys(path: Path) -> set:
+    """The keys an option's YAML writes, with those of the same group's options it extends."""
+    node = OmegaConf.load(path)
+    keys = set(node.keys()) - {"defaults"}
+    for parent in node.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_":
+            keys |= _written_keys(path.parent / f"{parent}.yaml")
+    return keys
+
+
+@pytest.mark.parametrize("group", sorted(REGISTRIES))
+def test_every_key_of_a_variant_is_written_in_its_options(group):
+    """Groups compose untyped (the schema follows _target_), so a key only the schema has would
+    need a + on the command line: each option writes every key of its variant."""
+    for path in sorted((CONFIGS / group).glob("*.yaml")):
+        keys = _written_keys(path)
+        target = compose_config([f"{group}={path.stem}"])[group]._target_
+        variant = REGISTRIES[group].variant({"_target_": target})
+        unwritten = [f.name for f in dataclasses.fields(variant.schema) if f.name not in keys and f.name != "_target_"]
+        assert [k for k in unwritten if UNWRITTEN.get(k) not in ("*", path.stem)] == [], path

@@ -12,20 +12,20 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from acdc_exp.config.schema import DataConfig, register_configs
+from acdc_exp.config.schema import register_configs
 from acdc_exp.data import build_data
 from acdc_exp.data.beton import check_beton
 from acdc_exp.data.digits import NUM_CLASSES, TOTAL, TRAIN_IMAGES, digits_arrays, digits_mean_std, ensure_digits
+from acdc_exp.registries import DATA
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "data"
 
 
-def _config(name: str, **overrides) -> DataConfig:
+def _config(name: str, **overrides):
     register_configs()  # the beton_path resolver of imagenet_ffcv.yaml
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONFIGS / f"{name}.yaml"), overrides)
-    return cfg
+    return DATA.typed(OmegaConf.merge(OmegaConf.load(CONFIGS / f"{name}.yaml"), overrides))
 
 
 @pytest.fixture(scope="module")

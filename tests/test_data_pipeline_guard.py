@@ -25,17 +25,17 @@ _ITERATE = """
 import contextlib, sys, torch
 torch.set_num_threads(1)
 from omegaconf import OmegaConf
-from acdc_exp.config.groups import DataConfig
+from acdc_exp.registries import DATA
 from acdc_exp.config.schema import register_configs
 from acdc_exp.data import build_data
 register_configs()
 root = sys.argv[1]
 for flip, crop in ((True, True), (False, False)):
     # the betons acdc-data write named (max side 64, all JPEG), found through the config's rule
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(sys.argv[2]), dict(
+    cfg = DATA.typed(OmegaConf.merge(OmegaConf.load(sys.argv[2]), dict(
         name="synthetic", beton_dir=root + "/betons", max_resolution=64, compress_probability=1.0,
         num_classes=3, batch_size=4, val_batch_size=4,
-        num_workers=1, res=48, val_res=40, random_flip=flip, random_resized_crop=crop))
+        num_workers=1, res=48, val_res=40, random_flip=flip, random_resized_crop=crop)))
     dm = build_data(cfg, data_cache=root, device=torch.device("cpu"), seed=0)
     n = sum(len(y) for _, y in dm.train_batches(0))
     m = sum(x.shape[0] for x, _ in dm.val_batches())

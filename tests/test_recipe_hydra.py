@@ -18,13 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from acdc_exp.cli.recipe import main as recipe_main
-from acdc_exp.config.groups import LRSegment
 from acdc_exp.config.schema import register_configs
 from acdc_exp.config.variants import typed_groups
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan import Plan
 from acdc_exp.recipe import apply_recipe, recipe_to_config
-from acdc_exp.registries import LOGGERS, MODELS, QUANTIZATION
+from acdc_exp.registries import LOGGERS, MODELS, QUANTIZATION, LRSegmentConfig
 from acdc_exp.sparsity.methods.acdc import AcdcConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +209,7 @@ def test_command_line_values_win_over_the_recipe():
 
 
 def test_recipe_result_is_still_typed_by_the_schema(tmp_path, recipe_cfg):
-    assert OmegaConf.get_type(recipe_cfg.lr_schedule.segments[2]) is LRSegment
+    assert OmegaConf.get_type(recipe_cfg.lr_schedule.segments[2]) is LRSegmentConfig
     assert OmegaConf.get_type(recipe_cfg.sparsity) is AcdcConfig
     with pytest.raises(ValidationError):
         recipe_cfg.copy().trainer.epochs = "ten"

@@ -82,10 +82,12 @@ def test_a_model_needs_no_registration():
 VARIANT_NAMES = {p.stem for g in GROUPS for p in (CONFIGS / g).glob("*.yaml")} | {
     v.name for r in GROUPS.values() for v in r.registered().values()
 }
-# words that are variant names and also other things: a sparsity phase (dense), a choice's "none"
-SHARED_WORDS = {"dense", "none"}
-# attributes that used to choose a variant: sparsity.method, logger.kind, quantization.enabled
-SELECTORS = {"method", "kind", "enabled"}
+# words that are variant names and also other things: a sparsity phase (dense), a choice's
+# "none", the key every lr schedule has (segments)
+SHARED_WORDS = {"dense", "none", "segments"}
+# attributes that used to choose a variant: sparsity.method, logger.kind, quantization.enabled,
+# and the loader (data/loaders.py: asked for what it can do)
+SELECTORS = {"method", "kind", "enabled", "loader"}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -140,7 +142,30 @@ def test_no_variant_name_compare_or_config_key_probe_in_the_package():
         'warm = getattr(cfg.sparsity, "dense_phase_warmup_epochs", 0.0)',
         "if q.enabled and not hasattr(q, 'num_bits'): pass",
         "on = cfg.quantization.enabled",
+        'if cfg.loader == "ffcv": pass',
+        'if builtin == "digits": pass',
+        'if cfg.name in ("digits", "fashion_mnist"): pass',
+        'if self.func == "constant": pass',
     ],
 )
 def test_the_scan_catches_each_removed_pattern(source):
     assert _findings(ast.parse(source)), source
+
+
+def test_a_run_saved_before_data_variants_finds_its_dataset():
+    """acdc-eval on a run whose saved data config has no _target_ (written before 2026-12-08):
+    the option its name names, with the saved values that variant still has."""
+    from acdc_exp.runs.evaluate import _with_variant
+
+    old_digits = {"name": "digits", "loader": "ffcv", "train_path": None, "val_path": None, "res": 32}
+    assert _with_variant(old_digits) == {
+        "_target_": "acdc_exp.data.datasets.digits.Digits",
+        "name": "digits",
+        "loader": "ffcv",
+        "res": 32,
+    }
+    old_fashion = {"name": "fashion_mnist", "source_dir": "/idx", "train_path": None, "holdout": 5000}
+    assert _with_variant(old_fashion)["_target_"].endswith("fashion_mnist.FashionMnist")
+    assert _with_variant(old_fashion)["source_dir"] == "/idx" and "train_path" not in _with_variant(old_fashion)
+    given = {"name": "synthetic", "train_path": "/t.beton", "val_path": "/v.beton"}
+    assert _with_variant(given) == {"_target_": "acdc_exp.data.datasets.files.Files", **given}

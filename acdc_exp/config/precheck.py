@@ -30,8 +30,9 @@ from omegaconf.errors import OmegaConfBaseException
 from acdc_exp.config.compose import config_dir, finalize, hydra_error_line
 from acdc_exp.config.schema import register_configs
 from acdc_exp.config.variants import typed_groups
-from acdc_exp.data.settings import BUILTIN_DATASETS, batches_for_rank, builtin_digits
+from acdc_exp.data.settings import batches_for_rank
 from acdc_exp.errors import AcdcError, ConfigError
+from acdc_exp.registries import DATA
 
 # Hydra's flags that show something instead of running (--cfg, --help, --info, ...) or compose
 # from elsewhere (--config-dir/-name/-path): Hydra answers them itself, unchecked
@@ -237,10 +238,11 @@ def group_choices(overrides: Sequence[str]) -> dict:
 def check_demo_on_other_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """``data=<a real dataset>`` alone keeps the digits demo's model and schedule: refused, as a
     small model trained 30 epochs on ImageNet is never what was meant. The built-in small-image
-    datasets (digits, Fashion-MNIST) are what that model is made for."""
+    datasets (their variants' ``small_images`` trait: digits, Fashion-MNIST) are what that
+    model is made for."""
     choices = group_choices(overrides)
     data = choices.get("data")
-    if data is None or data in BUILTIN_DATASETS or "experiment" in choices or "model" in choices:
+    if data is None or "experiment" in choices or "model" in choices or DATA.variant(cfg.data).trait("small_images"):
         return
     from acdc_exp.models.factory import model_label  # torch behind it: --help never loads it
 
@@ -256,7 +258,7 @@ def check_demo_on_other_data(cfg: DictConfig, overrides: Sequence[str]) -> None:
 def check_launch(cfg: DictConfig, launch: Launch) -> None:
     """A job against the preset that runs it: no multi-GPU job of the digits demo, and a
     global batch that splits over its ranks as ``build_data`` splits it."""
-    if launch.gpus > 1 and builtin_digits(cfg.data):
+    if launch.gpus > 1 and DATA.variant(cfg.data).trait("demo"):
         from acdc_exp.models.factory import model_label  # torch behind it: --help never loads it
 
         raise ConfigError(

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from acdc_exp.config.groups import VARIANTS, DataConfig, LRScheduleConfig, OptimizerConfig, PathsConfig, TrainerConfig
+from acdc_exp.config.groups import OptimizerConfig, PathsConfig, TrainerConfig
 from acdc_exp.data.beton_names import beton_path
 from acdc_exp.errors import ConfigError
 from acdc_exp.registry import variant_name
@@ -28,13 +28,12 @@ from acdc_exp.registry import variant_name
 class TrainConfig:
     # the registries' groups: typed by their variant's schema once composed (config/variants.py)
     model: Any = MISSING
+    data: Any = MISSING
+    lr_schedule: Any = MISSING
     sparsity: Any = MISSING
     quantization: Any = MISSING
     logger: Any = MISSING
-    data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    # the option's schema (a subclass) is merged in
-    lr_schedule: LRScheduleConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = MISSING
@@ -170,6 +169,3 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for name, node in SCHEMAS.items():
         cs.store(group="schema", name=name, node=node, package="_global_")
-    for group, variants in VARIANTS.items():
-        for name, node in variants.items():
-            cs.store(group=f"schema/{group}", name=name, node=node)

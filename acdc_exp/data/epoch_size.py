@@ -1,17 +1,18 @@
 """A run's optimizer steps per epoch, known before any loader opens, and where the count came
-from: what ``acdc-schedule`` plans with. The digits split has a fixed size, an existing .beton
-states its image count in its header, and ``data.train_images`` is a config's hint (ImageNet-1k);
-otherwise the count is unknown and one step per epoch is assumed, with a note saying so.
+from: what ``acdc-schedule`` plans with. The dataset variant counts its train images: a built-in
+one knows its split, an existing .beton states its image count in its header, and
+``data.train_images`` is a config's hint (ImageNet-1k); otherwise the count is unknown and one
+step per epoch is assumed, with a note saying so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
-from acdc_exp.data.settings import builtin_dataset, expected_train_steps, resolved
-from acdc_exp.errors import DataError
+from acdc_exp.data.loaders import loader_of
+from acdc_exp.data.settings import expected_train_steps
+from acdc_exp.registries import DATA
 
 
 @dataclass(frozen=True)
@@ -21,48 +22,11 @@ class EpochSize:
     note: Optional[str] = None  # set when the count is assumed: what, and how to set it
 
 
-def _train_images(cfg: Any) -> Tuple[Optional[int], str, Optional[str]]:
-    """(train images or None, where they came from, why they were not read)."""
-    builtin = builtin_dataset(cfg)
-    if builtin == "digits":
-        from acdc_exp.data.digits import TRAIN_IMAGES
-
-        return TRAIN_IMAGES, "the digits train split", None
-    if builtin == "fashion_mnist":
-        from acdc_exp.data.fashion_mnist import train_split_size
-
-        return train_split_size(cfg.source_dir, int(cfg.holdout)), "Fashion-MNIST's train split (IDX header)", None
-    try:
-        path = resolved(cfg, "train_path")
-    except DataError as exc:  # e.g. data.beton_dir=null: the size is unknown, not an error here
-        path, unresolved = None, str(exc)
-    else:
-        unresolved = None
-    if unresolved:
-        missing = unresolved
-    elif not path:
-        missing = "data.train_path is not set"
-    elif cfg.loader != "ffcv":
-        missing = f"the images under {path} are not counted (data.loader={cfg.loader})"
-    elif not Path(str(path)).expanduser().is_file():
-        missing = f"{path} not found"
-    else:
-        from acdc_exp.data.beton import check_beton  # ffcv and numba take seconds to load
-
-        beton = Path(str(path)).expanduser()
-        try:
-            return check_beton(beton).num_samples, f"the header of {beton}", None
-        except DataError as exc:
-            missing = str(exc)
-    if cfg.train_images is not None:
-        return int(cfg.train_images), f"data.train_images, assumed: {missing}", missing
-    return None, "", missing
-
-
 def planned_epoch_size(cfg: Any, world_size: int = 1) -> EpochSize:
     """Steps per epoch of a run of ``world_size`` processes on ``cfg`` (a DataConfig), counted
     as training counts them (``expected_train_steps``)."""
-    images, origin, missing = _train_images(cfg)
+    known = DATA.build(cfg).train_images(loader_of(cfg))
+    images, origin, missing = known.count, known.origin, known.missing
     if images is None:
         return EpochSize(
             1,

@@ -5,22 +5,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import os
-from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Protocol, Tuple
 
 import torch
 from omegaconf import DictConfig
 
-from acdc_exp.data.settings import (
-    batches_for_rank,
-    builtin_dataset,
-    capped_steps,
-    resolution_for_epoch,
-    resolve_num_workers,
-    validate_data_config,
-)
+from acdc_exp.data.loaders import loader_of
+from acdc_exp.data.settings import batches_for_rank, capped_steps, resolution_for_epoch, resolve_num_workers, validate_data_config
 from acdc_exp.errors import DataError
+from acdc_exp.registries import DATA
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
@@ -116,12 +109,6 @@ class DataModule:
         return torch.sub(images.to(torch.float32), mean).div_(std)
 
 
-def _resolve(path: Optional[str], what: str, name: str) -> Path:
-    if path is None or str(path).strip() == "":
-        raise DataError(f"data.{what} is not set (needed for data.name={name})")
-    return Path(os.path.expanduser(str(path)))
-
-
 def build_data(
     cfg: DictConfig,
     *,
@@ -132,7 +119,8 @@ def build_data(
     world_size: int = 1,
     distributed: bool = False,
 ) -> DataModule:
-    """Check ``cfg`` (a DataConfig), locate or build the dataset and open its loaders."""
+    """Check ``cfg`` (a DataConfig), locate or build the dataset's files (its variant, chosen
+    by ``data._target_``) and open them with ``data.loader``."""
     validate_data_config(cfg)
     global_batch, global_val_batch = int(cfg.batch_size), int(cfg.val_batch_size)
     # train: an equal share per rank (DDP averages gradients); val: shares may differ by one
@@ -141,58 +129,24 @@ def build_data(
         cfg, batch_size=batch_size, val_batch_size=val_batch_size, num_workers=resolve_num_workers(cfg.num_workers)
     )
     device = torch.device(device)
-    distributed = distributed or world_size > 1
-    builtin = builtin_dataset(cfg)
-    if builtin is not None:
-        train_path, val_path = _builtin_paths(cfg, builtin, Path(os.path.expanduser(str(cfg.cache_dir or data_cache))))
-    else:
-        train_path = _resolve(cfg.train_path, "train_path", cfg.name)
-        val_path = _resolve(cfg.val_path, "val_path", cfg.name)
-    if cfg.loader == "ffcv":
-        from acdc_exp.data.ffcv_loader import FfcvSource  # ffcv and numba take seconds to load
-
-        source: _Source = FfcvSource(
-            cfg, train_path, val_path, device=device, seed=seed, distributed=distributed, num_classes=cfg.num_classes
-        )
-    else:
-        from acdc_exp.data.folder_loader import FolderSource  # torchvision behind it: only for loader=folder
-
-        source = FolderSource(
-            cfg,
-            train_path,
-            val_path,
-            device=device,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            distributed=distributed,
-            num_classes=cfg.num_classes,
-        )
+    loader = loader_of(cfg)
+    train_path, val_path = DATA.build(cfg).files(data_cache, loader)
+    source: _Source = loader.open(
+        cfg,
+        train_path,
+        val_path,
+        device=device,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        distributed=distributed or world_size > 1,
+    )
     if source.train_len() == 0:
         raise DataError(
             f"the train set at {train_path} fills no batch of data.batch_size="
             f"{global_batch} (drop_last={cfg.drop_last}); lower the batch size"
         )
     return DataModule(cfg, source, device, world_size, global_val_batch)
-
-
-def _builtin_paths(cfg: DictConfig, name: str, cache: Path) -> Tuple[Path, Path]:
-    """(train, evaluated) data of a built-in dataset, built under the cache on first use.
-    ``cache`` is data.cache_dir when set, else the run's data cache (which gets a subfolder)."""
-    if name == "fashion_mnist":
-        from acdc_exp.data.fashion_mnist import ensure_fashion_mnist  # ffcv behind it: only for this dataset
-
-        if cfg.loader != "ffcv":
-            raise DataError(f"data.name=fashion_mnist reads .beton files: data.loader=ffcv, not {cfg.loader!r}")
-        folder = cache if cfg.cache_dir else cache / "fashion_mnist"
-        betons = ensure_fashion_mnist(cfg.source_dir, folder, int(cfg.holdout)).betons
-        return betons["train"], betons[cfg.eval_split]
-    from acdc_exp.data.digits import ensure_digits  # scikit-learn behind it: only for data=digits
-
-    files = ensure_digits(cache if cfg.cache_dir else cache / "digits")
-    if cfg.loader == "ffcv":
-        return files.train_beton, files.val_beton
-    return files.train_dir, files.val_dir
 
 
 def _per_process(cfg: DictConfig, **values: int):

@@ -8,10 +8,10 @@ from typing import Any, Optional, Tuple
 
 from omegaconf.errors import InterpolationResolutionError
 
+from acdc_exp.data.loaders import LOADERS, loader_of
 from acdc_exp.errors import AcdcError, DataError
 from acdc_exp.machine import affinity_cpus
 
-LOADERS = ("ffcv", "folder")
 ORDERS = ("random", "quasi_random", "sequential")
 MAX_SIDE = 8192  # larger training images are certainly a typo
 RES_STEP = 32  # FFCV's ResNet-50 recipe rounds ramp resolutions to multiples of 32
@@ -73,25 +73,6 @@ def val_batch_for_rank(global_batch: int, rank: int, world_size: int, name: str 
     return base + (1 if rank < extra else 0)
 
 
-# datasets whose .beton files the framework builds itself on first use (no paths given)
-BUILTIN_DATASETS = ("digits", "fashion_mnist")
-EVAL_SPLITS = ("val", "test")
-# built-in datasets with a test split apart from val (the rest: val is the test split)
-WITH_TEST_SPLIT = ("fashion_mnist",)
-
-
-def builtin_digits(cfg: Any) -> bool:
-    """``data.name=digits`` with no paths: the embedded dataset, built on first use (digits.py)."""
-    return builtin_dataset(cfg) == "digits"
-
-
-def builtin_dataset(cfg: Any) -> Optional[str]:
-    """The built-in dataset ``cfg`` names with no paths (digits.py, fashion_mnist.py), or None."""
-    if cfg.name in BUILTIN_DATASETS and cfg.train_path is None and cfg.val_path is None:
-        return str(cfg.name)
-    return None
-
-
 def capped_steps(batches: int, limit: Optional[int]) -> int:
     """Optimizer steps of a train epoch of ``batches`` batches under ``data.limit_train_batches``."""
     return batches if limit is None else min(batches, int(limit))
@@ -130,11 +111,9 @@ def batches_for_rank(cfg: Any, rank: int, world_size: int) -> Tuple[int, int]:
 
 
 def validate_data_config(cfg: Any) -> None:
-    """Raise a one-line DataError for the first unusable value in ``cfg`` (a DataConfig)."""
-    resolved(cfg, "train_path")
-    resolved(cfg, "val_path")
-    if cfg.loader not in LOADERS:
-        raise DataError(f"data.loader={cfg.loader!r}; allowed: {', '.join(LOADERS)}")
+    """Raise a one-line DataError for the first unusable value in ``cfg`` (a DataConfig): the
+    loader's and every dataset's values; the dataset variant checks its own when built."""
+    loader = loader_of(cfg)
     if cfg.order not in ORDERS:
         raise DataError(f"data.order={cfg.order!r}; allowed: {', '.join(ORDERS)}")
     for name in ("batch_size", "val_batch_size", "batches_ahead"):
@@ -162,14 +141,11 @@ def validate_data_config(cfg: Any) -> None:
             raise DataError(f"data.start_ramp={cfg.start_ramp}, data.end_ramp={cfg.end_ramp}: need 0 <= start_ramp <= end_ramp")
     if cfg.crop_padding < 0:
         raise DataError(f"data.crop_padding={cfg.crop_padding} must be >= 0 pixels")
-    if cfg.crop_padding and cfg.loader != "ffcv":
-        raise DataError(f"data.crop_padding={cfg.crop_padding} needs data.loader=ffcv (set 0 for loader={cfg.loader})")
+    if cfg.crop_padding and not loader.pads_crops:
+        padders = ", ".join(name for name, kind in LOADERS.items() if kind.pads_crops)
+        raise DataError(f"data.crop_padding={cfg.crop_padding} needs data.loader={padders} (set 0 for loader={cfg.loader})")
     if cfg.crop_padding and cfg.random_resized_crop:
         raise DataError("data.crop_padding and data.random_resized_crop are two crops; set one of them")
-    if cfg.eval_split not in EVAL_SPLITS:
-        raise DataError(f"data.eval_split={cfg.eval_split!r}; allowed: {', '.join(EVAL_SPLITS)}")
-    if cfg.eval_split == "test" and builtin_dataset(cfg) not in WITH_TEST_SPLIT:
-        raise DataError(f"data.eval_split=test: data.name={cfg.name} has no test split apart from val; allowed: val")
     if not 0.0 < cfg.crop_scale_min <= 1.0:
         raise DataError(f"data.crop_scale_min={cfg.crop_scale_min} must be in (0, 1]")
     if not 0.0 < cfg.center_crop_ratio <= 1.0:
@@ -182,7 +158,7 @@ def validate_data_config(cfg: Any) -> None:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise DataError(f"data.{name}={value} must be >= 1 or null")
-    if cfg.loader == "ffcv" and cfg.order == "quasi_random" and cfg.os_cache:
+    if cfg.order == "quasi_random" and cfg.os_cache and not loader.quasi_random_with_os_cache:
         raise DataError("data.order=quasi_random needs data.os_cache=false (FFCV only supports it with its process cache)")
 
 

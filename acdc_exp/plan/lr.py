@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from acdc_exp.errors import ConfigError
 
-LR_FUNCS = ("linear", "cosine", "constant")
+
+def _linear(t: float, init: float, final: float) -> float:
+    return init + (final - init) * t
+
+
+def _cosine(t: float, init: float, final: float) -> float:
+    return final + 0.5 * (init - final) * (1.0 + math.cos(math.pi * t))
+
+
+# func -> its shape over t in [0, 1] (SparseML's lr_func); None: SetLearningRateModifier,
+# init_lr from start_epoch on with no end
+LR_FUNCS: Dict[str, Optional[Callable[[float, float, float], float]]] = {"linear": _linear, "cosine": _cosine, "constant": None}
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class LRSegment:
         for key in ("init_lr", "final_lr"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"lr_schedule segment {key}={getattr(self, key)} is negative; allowed: lr >= 0")
-        if self.func != "constant":
+        if LR_FUNCS[self.func] is not None:
             if self.end_epoch is None or self.end_epoch <= self.start_epoch:
                 raise ConfigError(
                     f"lr_schedule {self.func} segment start_epoch={self.start_epoch} end_epoch={self.end_epoch}: "
@@ -38,13 +49,12 @@ class LRSegment:
                 )
 
     def value(self, epoch: float) -> float:
-        if self.func == "constant":
+        shape = LR_FUNCS[self.func]
+        if shape is None:
             return self.init_lr
         assert self.end_epoch is not None
         t = min(max((epoch - self.start_epoch) / (self.end_epoch - self.start_epoch), 0.0), 1.0)
-        if self.func == "linear":
-            return self.init_lr + (self.final_lr - self.init_lr) * t
-        return self.final_lr + 0.5 * (self.init_lr - self.final_lr) * (1.0 + math.cos(math.pi * t))
+        return shape(t, self.init_lr, self.final_lr)
 
 
 def _latest_started(items: Sequence, epoch: float):
@@ -78,3 +88,12 @@ class WeightDecaySegment:
 def weight_decay_at(segments: Sequence[WeightDecaySegment], default: float, epoch: float) -> float:
     seg = _latest_started(segments, epoch)
     return default if seg is None else seg.weight_decay
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """What an lr_schedule variant builds (``plan/lr_schedules/``): the lr segments and the
+    weight-decay settings over the run."""
+
+    lr: Tuple[LRSegment, ...]
+    weight_decay: Tuple[WeightDecaySegment, ...] = ()

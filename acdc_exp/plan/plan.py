@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.lr import LRSegment, WeightDecaySegment, lr_at, weight_decay_at
 from acdc_exp.plan.sparsity_schedule import COMPRESSED, DENSE, SparsitySchedule
-from acdc_exp.registries import QUANTIZATION, SPARSITY
+from acdc_exp.registries import LR_SCHEDULES, QUANTIZATION, SPARSITY
 
 QAT = "qat"  # the phase name once QAT has started (on top of the sparsity phase)
 PHASE_IDS = {DENSE: 0, COMPRESSED: 1, QAT: 2}
@@ -151,27 +151,17 @@ class Plan:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, steps_per_epoch: int) -> "Plan":
-        """From the composed train config (``TrainConfig``). The sparsity method and the
-        quantization variant build their own schedules (``registries``: the config's
+        """From the composed train config (``TrainConfig``). The lr schedule, the sparsity
+        method and the quantization variant build their own schedules (``registries``: the config's
         ``_target_`` names them), and check their values on the way."""
         sparsity = SPARSITY.build(cfg.sparsity).schedule()
-        segs = [
-            LRSegment(
-                func=str(s.func),
-                start_epoch=float(s.start_epoch),
-                end_epoch=None if s.end_epoch is None else float(s.end_epoch),
-                init_lr=float(s.init_lr),
-                final_lr=float(s.final_lr),
-            )
-            for s in cfg.lr_schedule.segments
-        ]
-        wd = [WeightDecaySegment(float(s.start_epoch), float(s.weight_decay)) for s in cfg.lr_schedule.weight_decay]
+        lr = LR_SCHEDULES.build(cfg.lr_schedule)
         return cls(
             epochs=int(cfg.trainer.epochs),
             steps_per_epoch=steps_per_epoch,
-            lr_segments=segs,
+            lr_segments=lr.lr,
             weight_decay=float(cfg.optimizer.weight_decay),
-            weight_decay_segments=wd,
+            weight_decay_segments=lr.weight_decay,
             sparsity=sparsity,
             qat=QUANTIZATION.build(cfg.quantization).schedule(),
             dense_phase_warmup_epochs=sparsity.dense_phase_warmup_epochs,

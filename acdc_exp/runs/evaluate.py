@@ -8,6 +8,7 @@ writes it, raw and gzip'ed: pruned weights are exact zeros, which compress.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 from typing import Any, Dict, Optional, Sequence
@@ -16,10 +17,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from acdc_exp.config.compose import compose_config
-from acdc_exp.config.groups import VARIANTS
 from acdc_exp.data import build_data
+from acdc_exp.data.datasets.files import Files
 from acdc_exp.errors import ConfigError
 from acdc_exp.quantization.float_view import is_prepared
+from acdc_exp.registries import DATA
+from acdc_exp.registry import target_of
 from acdc_exp.runs.members import int8_engine_for, is_int8_state, load_member, member_path
 from acdc_exp.training.metrics import evaluate
 from acdc_exp.training.setup import resolve_device
@@ -46,12 +49,24 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
         cfg = compose_config(list(overrides))
     if not _group_override(overrides) and "data" in saved:
         fields = OmegaConf.from_dotlist([o for o in overrides if o.startswith("data.")])
-        # a data option with its own schema (Fashion-MNIST's source_dir...) merges onto that one
-        variant = VARIANTS["data"].get(str(saved["data"].get("name")))
-        base = OmegaConf.structured(variant) if variant is not None else cfg.data
+        # typed by the saved dataset's own variant (Fashion-MNIST's source_dir...)
         with open_dict(cfg):
-            cfg.data = OmegaConf.merge(base, saved["data"], fields.get("data", {}))
+            cfg.data = DATA.typed(OmegaConf.merge(_with_variant(saved["data"]), fields.get("data", {})))
     return cfg
+
+
+def _with_variant(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved data config with its ``_target_``. A run saved before datasets had variants
+    (2026-12-08) named its data option by ``name``: that option's variant, with the saved keys
+    the variant still has (the rest were null paths of built-in datasets)."""
+    if "_target_" in saved:
+        return saved
+    try:
+        target = compose_config([f"data={saved.get('name')}"]).data._target_
+    except ConfigError:  # no such option: a dataset given by its files
+        target = target_of(Files)
+    keys = {f.name for f in dataclasses.fields(DATA.variant({"_target_": target}).schema)}
+    return {"_target_": target, **{k: v for k, v in saved.items() if k in keys}}
 
 
 def evaluate_member(cfg: DictConfig, overrides: Sequence[str]) -> Dict[str, Any]:
