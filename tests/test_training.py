@@ -19,9 +19,16 @@ def test_dense_run_on_digits_learns(run_dir):
     assert (run_dir / "training_curve.png").stat().st_size > 1000
 
 
-def test_resume_from_epoch1_checkpoint_matches_uninterrupted(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(ACDC_SHORT, full)
+@pytest.fixture(scope="module")
+def acdc_short(tmp_path_factory):
+    """One uninterrupted ACDC_SHORT run, (run dir, summary): the reference the resumed runs
+    must reach, and the pair the evaluation test reads (none of them writes to it)."""
+    run = tmp_path_factory.mktemp("acdc_short") / "run"
+    return run, train(ACDC_SHORT, run)
+
+
+def test_resume_from_epoch1_checkpoint_matches_uninterrupted(acdc_short, tmp_path):
+    full, part = acdc_short[0], tmp_path / "part"
     spe = load_state(full / "checkpoints" / "last.pt")["step"] // 3
     stopped = train(ACDC_SHORT + [f"trainer.max_steps={spe}"], part)  # stops after epoch 1
     assert stopped["interrupted"] and stopped["step"] == spe
@@ -30,9 +37,8 @@ def test_resume_from_epoch1_checkpoint_matches_uninterrupted(tmp_path):
     assert_same_final_weights(full, part)
 
 
-def test_resume_mid_compressed_phase_keeps_mask(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    train(ACDC_SHORT, full)
+def test_resume_mid_compressed_phase_keeps_mask(acdc_short, tmp_path):
+    full, part = acdc_short[0], tmp_path / "part"
     spe = load_state(full / "checkpoints" / "last.pt")["step"] // 3
     mid = spe + spe // 2  # inside the compressed phase [1, 2)
     train(ACDC_SHORT + [f"trainer.max_steps={mid}"], part)
@@ -48,8 +54,8 @@ def test_resume_mid_compressed_phase_keeps_mask(tmp_path):
     assert_same_final_weights(full, part)
 
 
-def test_sparse_dense_pair_is_saved_and_evaluated(run_dir):
-    summary = train(ACDC_SHORT, run_dir)
+def test_sparse_dense_pair_is_saved_and_evaluated(acdc_short):
+    run_dir, summary = acdc_short
     dense = load_state(run_dir / "checkpoints" / "dense.pt")
     final = load_state(run_dir / "checkpoints" / "final.pt")
     assert dense["epoch"] == 1.0  # end of the last dense phase
