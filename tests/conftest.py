@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +95,21 @@ def cli(name: str) -> str:
     return str(VENV_BIN / name)
 
 
+def run_cli(name: str, *args: str, timeout: int = 300, **popen: Any) -> subprocess.CompletedProcess:
+    """Run console script ``name`` of this venv with ``args`` as a user would; its exit status
+    and text output (``env``, ``cwd`` as subprocess.run takes them)."""
+    return subprocess.run([cli(name), *args], capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def one_error_line(proc: subprocess.CompletedProcess, prog: str, code: int = 2) -> str:
+    """The one line ``prog: error: ...`` a refused command prints (exit ``code``, nothing else
+    on stderr), without its prefix."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == code and len(lines) == 1, (proc.returncode, proc.stderr[-3000:])
+    assert lines[0].startswith(f"{prog}: error: "), lines[0]
+    return lines[0][len(f"{prog}: error: ") :]
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     d = tmp_path / "run"
@@ -138,7 +155,6 @@ AVX2_INT8_KERNELS = {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA":
 def int8_vs_qat(args: list[str], env: dict[str, str] | None = None) -> dict:
     """tests/int8_vs_qat.py in a fresh process (kernel ISA set by ``env`` before torch loads)."""
     import json
-    import subprocess
 
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("int8_vs_qat.py")), *args],
@@ -156,7 +172,6 @@ def reference_betons(
 ) -> tuple[Path, Path]:
     """A generated ImageNet-layout tree written to train/val .beton files through acdc-data,
     and a ResNet-50 state dict to start from as "pretrained" weights: (beton dir, weights)."""
-    import subprocess
 
     from acdc_exp.models import build_model
 
@@ -179,7 +194,7 @@ def reference_betons(
         ],
         ["write", "--src", str(tree), "--out", str(betons), "--max-resolution", str(max_resolution), "--num-workers", "1"],
     ):
-        out = subprocess.run([cli("acdc-data"), *args], capture_output=True, text=True, timeout=300)
+        out = run_cli("acdc-data", *args)
         assert out.returncode == 0, out.stderr
     pretrained = root / "resnet50_dense.pt"
     torch.manual_seed(0)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import one_error_line, run_cli
 from omegaconf import OmegaConf
 
 from acdc_exp.config.compose import compose_config, config_dir, finalize
@@ -194,17 +193,8 @@ def test_bad_override_is_one_line_before_the_run(args, fragment, tmp_path):
     ],
 )
 def test_bad_override_cli_exits_nonzero_with_one_line(args, fragment, tmp_path):
-    proc = subprocess.run(
-        [cli("acdc-train"), *args, f"paths.runs_root={tmp_path}", "logger=none", "trainer.progress=false"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("acdc-train: error:")
-    assert fragment in lines[0]
+    proc = run_cli("acdc-train", *args, f"paths.runs_root={tmp_path}", "logger=none", "trainer.progress=false")
+    assert fragment in one_error_line(proc, "acdc-train")
     # no half-written checkpoint left behind
     assert not list(tmp_path.rglob("*.pt"))
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 import torch
-from conftest import cli, small_overrides
+from conftest import run_cli, small_overrides
 
 from acdc_exp.errors import ConfigError
 from acdc_exp.training.distributed import cuda_index
@@ -82,13 +81,7 @@ def test_auto_falls_back_to_cpu_only_when_no_gpus_were_granted():
 def test_a_gpu_job_without_cuda_stops_in_one_line_before_training(tmp_path):
     env = {**os.environ, "SLURM_GPUS_ON_NODE": "8", "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [cli("acdc-train"), *small_overrides(tmp_path), f"hydra.run.dir={run}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("acdc-train", *small_overrides(tmp_path), f"hydra.run.dir={run}", env=env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("acdc-train: error: SLURM gave this job GPUs (SLURM_GPUS_ON_NODE=8)"), proc.stderr[-2000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli, evaluate_checkpoint, load_state, small_overrides
+from conftest import evaluate_checkpoint, load_state, run_cli, small_overrides
 
 TOY = Path(__file__).with_name("toy")
 EPOCHS, STOP = 2, 30  # digits: 22 steps per epoch; the one-shot prune at epoch 1 (step 22), stop after it
@@ -30,7 +30,7 @@ def _env() -> dict:
 
 
 def _run(command: str, args: list) -> subprocess.CompletedProcess:
-    proc = subprocess.run([cli(command), *args], env=_env(), capture_output=True, text=True, timeout=600)
+    proc = run_cli(command, *args, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

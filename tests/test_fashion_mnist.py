@@ -6,13 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import cli, load_state, train
+from conftest import load_state, one_error_line, run_cli, train
 
 from acdc_exp.data.fashion_mnist import DEFAULT_DIR, IDX_FILES, ensure_fashion_mnist, fashion_arrays, read_idx
 from acdc_exp.errors import DataError
@@ -79,18 +78,10 @@ def test_bad_idx_file_is_one_line_and_writes_nothing(subset: Path, tmp_path: Pat
 
 def test_missing_package_is_one_line_from_the_cli(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir"
-    proc = subprocess.run(
-        [cli("acdc-train"), "data=fashion_mnist", f"data.source_dir={missing}", f"paths.runs_root={tmp_path}", "logger=none"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "ACDC_DATA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert f"Fashion-MNIST not found in {missing}" in lines[0] and "dataset-fashion-mnist" in lines[0]
-    assert "data.source_dir" in lines[0]
+    env = {**os.environ, "ACDC_DATA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    args = ["data=fashion_mnist", f"data.source_dir={missing}", f"paths.runs_root={tmp_path}", "logger=none"]
+    line = one_error_line(run_cli("acdc-train", *args, env=env), "acdc-train")
+    assert f"Fashion-MNIST not found in {missing}" in line and "dataset-fashion-mnist" in line and "data.source_dir" in line
     assert not list(tmp_path.rglob("*.beton"))
 
 

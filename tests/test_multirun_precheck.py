@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, cli, small_overrides
+from conftest import REPO, run_cli, small_overrides
 from hydra.types import RunMode
 
 from acdc_exp.config.compose import compose_config, config_dir
@@ -27,7 +27,7 @@ REFERENCE = "experiment=resnet50_imagenet_acdc85_quant"
 def _train(args: list, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """The acdc-train console script with runs (and sweeps) under ``tmp_path/runs``."""
     env = {**os.environ, "ACDC_RUNS_ROOT": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([cli("acdc-train"), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    return run_cli("acdc-train", *args, timeout=timeout, cwd=REPO, env=env)
 
 
 def _error_lines(proc: subprocess.CompletedProcess) -> list:

@@ -4,12 +4,11 @@ them on each rank. Presets are found in configs/hydra/launcher/, so a new one is
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, cli
+from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -53,13 +52,7 @@ def test_reference_job_batches_split_over_every_rank_of_the_preset(preset):
 
 
 def test_reference_job_config_through_the_cli_on_the_multinode_preset():
-    proc = subprocess.run(
-        [cli("acdc-train"), REFERENCE, "hydra/launcher=slurm_multinode", "--cfg", "job"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    proc = run_cli("acdc-train", REFERENCE, "hydra/launcher=slurm_multinode", "--cfg", "job", cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = yaml.safe_load(proc.stdout)["data"]
     assert (data["batch_size"], data["val_batch_size"]) == (256, 1000)

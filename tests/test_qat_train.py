@@ -4,11 +4,19 @@ the saved state, resume mid-QAT, and acdc-eval / acdc-export on the finished run
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
-from conftest import AVX2_INT8_KERNELS, QAT_RUN, assert_same_final_weights, cli, int8_vs_qat, load_state, train
+from conftest import (
+    AVX2_INT8_KERNELS,
+    QAT_RUN,
+    assert_same_final_weights,
+    int8_vs_qat,
+    load_state,
+    one_error_line,
+    run_cli,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +95,13 @@ def test_acdc_eval_reproduces_the_run_metrics(qat_run):
 def test_acdc_eval_cli_takes_hydra_overrides(qat_run, tmp_path):
     run_dir, s = qat_run
     args = [f"checkpoint={run_dir}", "member=dense", "data.limit_val_batches=1", "data.val_batch_size=100", "trainer.device=cpu"]
-    proc = subprocess.run([cli("acdc-eval"), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_cli("acdc-eval", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(dense member, float, cpu) on digits val: 100 images" in proc.stdout  # the overrides took effect
     assert list(tmp_path.iterdir()) == []  # evaluation writes nothing (no Hydra run dir, no log file)
-    shown = subprocess.run([cli("acdc-eval"), *args, "--cfg", "job"], capture_output=True, text=True, timeout=120)
+    shown = run_cli("acdc-eval", *args, "--cfg", "job")
     assert "member: dense" in shown.stdout and "limit_val_batches: 1" in shown.stdout
-    helped = subprocess.run([cli("acdc-eval"), "--help"], capture_output=True, text=True, timeout=120)
+    helped = run_cli("acdc-eval", "--help")
     assert "== Configuration groups ==" in helped.stdout and "sparsity: acdc" in helped.stdout
 
 
@@ -167,7 +175,4 @@ def test_cli_errors_are_one_line():
         (["acdc-export", "checkpoint=/tmp", "colour=red"], "Key 'colour' not in 'ExportConfig'"),
         (["acdc-eval", "checkpoint=/tmp", "trainer.epochz=3"], "Key 'epochz' not in 'TrainerConfig'"),
     ]:
-        proc = subprocess.run([cli(args[0])] + args[1:], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2, (args, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"{args[0]}: error:") and needle in lines[0], (args, proc.stderr)
+        assert needle in one_error_line(run_cli(*args), args[0]), args

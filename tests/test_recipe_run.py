@@ -4,10 +4,9 @@ ResNet started from random weights says so once, at the start."""
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 
-from conftest import cli, small_overrides
+from conftest import run_cli, small_overrides
 
 # one epoch at a constant lr, no pruning: the smallest recipe a run accepts
 TINY_RECIPE = """
@@ -27,20 +26,16 @@ def test_recipe_run_dir_and_random_weights_notice(tmp_path):
     recipe.write_text(textwrap.dedent(TINY_RECIPE))
     runs = tmp_path / "runs"
     overrides = [o for o in small_overrides(runs) if not o.startswith("logger=")]
-    proc = subprocess.run(
-        [
-            cli("acdc-train"),
-            *overrides,
-            f"recipe={recipe}",
-            "model=resnet18",  # at digits' 32x32: 2 steps take seconds
-            "model.pretrained=false",  # a bare .yaml recipe on a torchvision ResNet must say it
-            "logger=console",
-            "data.limit_train_batches=2",
-            "data.limit_val_batches=1",
-            "trainer.bn_recalibration_batches=0",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "acdc-train",
+        *overrides,
+        f"recipe={recipe}",
+        "model=resnet18",  # at digits' 32x32: 2 steps take seconds
+        "model.pretrained=false",  # a bare .yaml recipe on a torchvision ResNet must say it
+        "logger=console",
+        "data.limit_train_batches=2",
+        "data.limit_val_batches=1",
+        "trainer.bn_recalibration_batches=0",
         timeout=600,
         cwd=tmp_path,
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import cli
+from conftest import run_cli
 
 EXP = "experiment=resnet50_imagenet_acdc85_quant"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([cli("acdc-schedule"), *args], capture_output=True, text=True, timeout=120)
+    return run_cli("acdc-schedule", *args)
 
 
 def table(out: subprocess.CompletedProcess) -> tuple[str, dict]:
@@ -63,7 +63,7 @@ def test_an_existing_beton_gives_its_image_count(tmp_path):
         ["synth", "--out", str(tree), "--classes", "2", "--per-class", "5", "--min-side", "30", "--max-side", "40"],
         ["write", "--src", str(tree), "--out", str(betons), "--max-resolution", "32"],
     ):
-        assert subprocess.run([cli("acdc-data"), *args], capture_output=True, timeout=300).returncode == 0
+        assert run_cli("acdc-data", *args).returncode == 0
     out = run(EXP, f"data.beton_dir={betons}", "data.max_resolution=32", "data.batch_size=4")
     header, rows = table(out)
     beton = betons / "train_32_0.50_90.beton"

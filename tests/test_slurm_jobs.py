@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_same_final_weights, cli, train
+from conftest import REPO, assert_same_final_weights, cli, run_cli, train
 from slurm_support import wait_for_file
 
 pytestmark = pytest.mark.slurm
@@ -155,7 +155,7 @@ def test_a_relaunched_sweep_runs_only_what_is_missing(slurm_cluster, tmp_path):
     logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.out"))
     assert f"[skip] {sweep_dir / '0'} already finished this run" in logs
     assert json.loads((sweep_dir / "1" / "summary.json").read_text())["seed"] == 1
-    collected = subprocess.run([cli("acdc-sweep-collect"), str(sweep_dir)], capture_output=True, text=True, timeout=300)
+    collected = run_cli("acdc-sweep-collect", str(sweep_dir))
     assert collected.returncode == 0, collected.stderr
     rows = (sweep_dir / "sweep_summary.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].split(",")[3:5] == ["0 1", "2"]  # one cell, seeds 0 and 1
