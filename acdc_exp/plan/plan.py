@@ -150,11 +150,13 @@ class Plan:
         self._regrowths = self.sparsity.regrowth_epochs()
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, steps_per_epoch: int) -> "Plan":
+    def from_config(cls, cfg: DictConfig, steps_per_epoch: int, method: Optional[Any] = None) -> "Plan":
         """From the composed train config (``TrainConfig``). The lr schedule, the sparsity
         method and the quantization variant build their own schedules (``registries``: the config's
-        ``_target_`` names them), and check their values on the way."""
-        sparsity = SPARSITY.build(cfg.sparsity).schedule()
+        ``_target_`` names them), and check their values on the way. ``method``: the sparsity
+        method when the run has built it already (a ``SparsityMethod``; the plan knows it by its
+        ``schedule()`` only)."""
+        sparsity = (method or SPARSITY.build(cfg.sparsity)).schedule()
         lr = LR_SCHEDULES.build(cfg.lr_schedule)
         return cls(
             epochs=int(cfg.trainer.epochs),

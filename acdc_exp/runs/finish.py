@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 from acdc_exp import run_layout as layout
 from acdc_exp.loggers.plots import plot_training_curve
-from acdc_exp.registries import SPARSITY
 from acdc_exp.runs.export import run_export
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.compute import run_compute
@@ -64,12 +63,13 @@ def finish_run(trainer: Trainer, wall: float, *, export_onnx: bool) -> Dict[str,
         lambda epoch: t.data.resolution(int(epoch)),  # the loader's resolution holds for a whole epoch
         int(cfg.data.val_res),
         layer_sparsity,
-        SPARSITY.build(cfg.sparsity).target_sparsity,
+        t.parts.method.target_sparsity,
         t.data.loading()["global_batch_size"],
         t.step,
     )
     summary = build_summary(
         cfg,
+        t.parts.method,
         t.results,
         steps=t.step,
         epochs=t.plan.epochs,

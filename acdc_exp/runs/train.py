@@ -24,6 +24,7 @@ from acdc_exp.runs.finish import finish_run
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_distributed, max_over_ranks, shutdown
 from acdc_exp.training.fingerprint import check_same_run, run_difference
+from acdc_exp.training.parts import RunParts
 from acdc_exp.training.precision import channels_last_on, configure_determinism
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
@@ -66,8 +67,9 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     if sync_batchnorm_wanted(tcfg.sync_batchnorm, data.loading()["batch_size_per_process"], dist.world_size):
         model = to_sync_batchnorm(model)  # before DDP wraps it; the same parameters
     optimizer = build_optimizer(cfg.optimizer, model)
-    plan = Plan.from_config(cfg, data.steps_per_epoch())
-    sparsifier = SPARSITY.build(cfg.sparsity).sparsifier(model)
+    method = SPARSITY.build(cfg.sparsity)  # once: the plan's schedule, the sparsifier, the summary
+    plan = Plan.from_config(cfg, data.steps_per_epoch(), method)
+    sparsifier = method.sparsifier(model)
     quantizer = build_quantizer(cfg.quantization, model)
 
     resume_path = ckpt.resolve_resume(str(tcfg.resume), run_dir)
@@ -90,19 +92,8 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         from acdc_exp.quantization.export import warm_dynamo_exporter
 
         warm_dynamo_exporter()  # before the data loaders start (a CPython 3.11.7 AST bug workaround)
-    trainer = Trainer(
-        cfg=cfg,
-        model=model,
-        data=data,
-        optimizer=optimizer,
-        plan=plan,
-        sparsifier=sparsifier,
-        quantizer=quantizer,
-        logger=logger,
-        run_dir=run_dir,
-        device=device,
-        dist=dist,
-    )
+    parts = RunParts(cfg, model, data, optimizer, plan, method, sparsifier, quantizer, logger, run_dir, device, dist)
+    trainer = Trainer(parts)
     if resume_note:
         logger.message(resume_note)
     if state is not None:
@@ -127,7 +118,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
         data.close()
         # DDP's reducer holds the process group: free it before the group goes, while the
         # interpreter is whole, so gloo's threads are joined here and not at exit
-        del trainer, model, optimizer, sparsifier, quantizer
+        del trainer, parts, model, optimizer, sparsifier, quantizer
         gc.collect()
         if not stopped:
             shutdown(dist)

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from acdc_exp.registries import SPARSITY
+from acdc_exp.sparsity.methods.base import SparsityMethod
 
 
 def parameter_counts(model: nn.Module, layer_sparsity: Mapping[str, float]) -> Dict[str, Any]:
@@ -53,13 +53,20 @@ def phase_dips(history: Sequence[Sequence[Any]]) -> Dict[str, Optional[float]]:
 
 
 def build_summary(
-    cfg: Any, results: Any, *, steps: int, epochs: int, int8: Optional[Mapping[str, float]], **measured: Any
+    cfg: Any,
+    method: SparsityMethod,
+    results: Any,
+    *,
+    steps: int,
+    epochs: int,
+    int8: Optional[Mapping[str, float]],
+    **measured: Any,
 ) -> Dict[str, Any]:
-    """``results``: the trainer's Results (final/dense/sparse/qat metrics, history); ``int8``:
-    the int8 member's metrics; ``measured``: the rest, recorded as given (paths, wall time,
-    parameter counts, loading, precision...)."""
+    """``method``: the run's sparsity method; ``results``: the trainer's Results
+    (final/dense/sparse/qat metrics, history); ``int8``: the int8 member's metrics;
+    ``measured``: the rest, recorded as given (paths, wall time, parameter counts, loading,
+    precision...)."""
     r = results
-    method = SPARSITY.build(cfg.sparsity)
     summary: Dict[str, Any] = dict(
         experiment=cfg.experiment_name,
         method=method.name,

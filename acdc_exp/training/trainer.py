@@ -6,24 +6,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 from tqdm import tqdm
 
 from acdc_exp import run_layout as layout
-from acdc_exp.loggers.base import Logger
 from acdc_exp.loggers.metric_keys import eval_row, step_row
 from acdc_exp.models.sync_bn import has_sync_batchnorm
-from acdc_exp.plan import Plan, StepPlan
-from acdc_exp.sparsity.sparsifier import Sparsifier
+from acdc_exp.plan import StepPlan
 from acdc_exp.training import checkpoint as ckpt
 from acdc_exp.training.bn_recalibration import RecentBatches, recalibrate_batchnorm
-from acdc_exp.training.distributed import DistInfo, any_rank, barrier
+from acdc_exp.training.distributed import any_rank, barrier
 from acdc_exp.training.fingerprint import run_fingerprint
 from acdc_exp.training.metrics import evaluate, topk_hits
+from acdc_exp.training.parts import RunParts
 from acdc_exp.training.precision import channels_last_on, full_precision, load_scaler_state, resolve_precision
 from acdc_exp.training.results import Results
 from acdc_exp.training.setup import load_optimizer_state
@@ -39,39 +38,27 @@ class TrainingInterrupted(Exception):
 
 
 class Trainer:
-    def __init__(
-        self,
-        *,
-        cfg: DictConfig,
-        model: nn.Module,
-        data,
-        optimizer: torch.optim.Optimizer,
-        plan: Plan,
-        sparsifier: Sparsifier,
-        quantizer,
-        logger: Logger,
-        run_dir: Path,
-        device: torch.device,
-        dist: DistInfo = DistInfo(),
-    ) -> None:
+    def __init__(self, parts: RunParts) -> None:
+        self.parts = parts
+        cfg, model = parts.cfg, parts.model
         self.cfg = cfg
         self.model = model  # the bare module: hooks and checkpoints use it
-        self.data = data
-        self.optimizer = optimizer
-        self.plan = plan
-        self.sparsifier = sparsifier
-        self.quantizer = quantizer
-        self.logger = logger
-        self.run_dir = Path(run_dir)
+        self.data = parts.data
+        self.optimizer = parts.optimizer
+        self.plan = parts.plan
+        self.sparsifier = parts.sparsifier
+        self.quantizer = parts.quantizer
+        self.logger = parts.logger
+        self.run_dir = Path(parts.run_dir)
         self.ckpt_dir = layout.checkpoints_dir(self.run_dir)
-        self.device = device
-        self.dist = dist
+        self.device = parts.device
+        self.dist = parts.dist
         tcfg = cfg.trainer
         # the float phases' numerics; QAT switches self.precision to fp32 (enter_qat)
-        self.float_precision = resolve_precision(tcfg.amp, device)
+        self.float_precision = resolve_precision(tcfg.amp, self.device)
         self.precision = self.float_precision
         self.scaler = self.precision.grad_scaler()
-        self.channels_last = channels_last_on(tcfg.channels_last, device)
+        self.channels_last = channels_last_on(tcfg.channels_last, self.device)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.sync_batchnorm = has_sync_batchnorm(model)  # runs/train.py decides
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(tcfg.label_smoothing))
@@ -79,8 +66,9 @@ class Trainer:
         self.results = Results()
         self.recent = RecentBatches(int(tcfg.bn_recalibration_batches))
         self.stop_requested = False
+        self._phase: Optional[str] = None  # the phase of the last step trained (its change is logged)
         self.forward = self._wrap(model)
-        sparsifier.attach_optimizer(optimizer)
+        self.sparsifier.attach_optimizer(self.optimizer)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """What the step calls: ``model``, in DDP under torch.distributed, compiled when asked.
@@ -204,78 +192,86 @@ class Trainer:
 
     def fit(self) -> float:
         """Train to the plan's last step; returns the wall time. Raises TrainingInterrupted on a stop."""
-        tcfg = self.cfg.trainer
-        spe = self.plan.steps_per_epoch
-        max_steps = tcfg.max_steps
         started = time.time()
-        log_every = max(1, int(self.cfg.logger.log_every_steps))
-        prev_phase = self.plan.phase_name_at(self.step - 1) if self.step else None
-        stop = False
+        self._phase = self.plan.phase_name_at(self.step - 1) if self.step else None
         self.model.train()
-        first_epoch, skip = divmod(self.step, spe)
+        first_epoch, skip = divmod(self.step, self.plan.steps_per_epoch)
         for epoch in range(first_epoch, self.plan.epochs):
-            shown = tcfg.progress and self.dist.is_main
-            done = skip if epoch == first_epoch else 0
-            desc = f"epoch {epoch + 1}/{self.plan.epochs}"
-            bar = tqdm(total=spe, initial=done, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, disable=not shown)
-            window_t, window_n = time.time(), 0
-            dense_member_evaluated = False
-            self.recent.clear()
-            for i, (images, labels) in enumerate(self.data.train_batches(epoch)):
-                if i >= spe:
-                    break
-                self.recent.add(images)
-                if epoch == first_epoch and i < skip:
-                    continue  # resumed mid-epoch: these batches were trained on before the stop
-                p = self.plan.at(self.step)
-                if p.phase_name != prev_phase:
-                    self.logger.message(f"[phase] epoch {p.epoch:.2f}: {prev_phase or 'start'} -> {p.phase_name}")
-                    prev_phase = p.phase_name
-                stats = self._train_step(images, labels, p)
-                window_n += labels.shape[0]
-                self.step += 1
-                if self.plan.is_dense_member_step(self.step - 1):
-                    self._dense_member(self.plan.epoch_of(self.step))
-                    dense_member_evaluated = i == spe - 1
-                # host syncs (the loss, top-1, the ranks' stop vote) only on the logging cadence,
-                # which every rank reaches at the same step
-                on_cadence = self.step % log_every == 0 or i == spe - 1
-                if on_cadence:
-                    loss, top1 = torch.stack([stats["loss"].float(), stats["top1"].float()]).tolist()
-                    elapsed = max(time.time() - window_t, 1e-9)
-                    ips = window_n * self.dist.world_size / elapsed
-                    row = step_row(
-                        loss=loss,
-                        top1=top1,
-                        lr=p.lr,
-                        weight_decay=p.weight_decay,
-                        img_per_s=ips,
-                        phase=p.phase_id,
-                        phase_name=p.phase_name,
-                        target_sparsity=p.masks.sparsity,
-                        epoch=self.plan.epoch_of(self.step),
-                    )
-                    self.logger.log_step(row, self.step)
-                    bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
-                    window_t, window_n = time.time(), 0
-                bar.update(1)
-                if (on_cadence and self.should_stop()) or (max_steps is not None and self.step >= max_steps):
-                    stop = True
-                    break
-            bar.close()
-            epoch_done = self.step % spe == 0
-            if stop and not epoch_done:
-                self.save_checkpoint()
-                self.logger.message(f"[stop] checkpoint at step {self.step} (epoch {self.plan.epoch_of(self.step):.2f})")
-                raise TrainingInterrupted(self.step)
-            last = epoch + 1 == self.plan.epochs
-            end_phase = self.plan.phase_name_at(self.step - 1)
-            if not dense_member_evaluated and (last or stop or (epoch + 1) % tcfg.eval_every_epochs == 0):
-                self.record_eval(self.evaluate(), end_phase, self.plan.epoch_of(self.step))
-            if last or stop or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
-                self.save_checkpoint()
-            barrier(self.dist)
-            if stop and not last:
-                raise TrainingInterrupted(self.step)
-            skip = 0
+            stop, evaluated = self._train_epoch(epoch, skip if epoch == first_epoch else 0)
+            self._end_epoch(epoch, stop, evaluated)
         return time.time() - started
+
+    def _train_epoch(self, epoch: int, skip: int) -> Tuple[bool, bool]:
+        """The steps of ``epoch`` from its batch ``skip`` on (a resume mid-epoch); returns (a stop
+        was asked, the dense member's evaluation fell on the epoch's last step)."""
+        spe, max_steps = self.plan.steps_per_epoch, self.cfg.trainer.max_steps
+        log_every = max(1, int(self.cfg.logger.log_every_steps))
+        shown = self.cfg.trainer.progress and self.dist.is_main
+        desc = f"epoch {epoch + 1}/{self.plan.epochs}"
+        bar = tqdm(total=spe, initial=skip, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, disable=not shown)
+        window = [time.time(), 0]  # the logging window's start and its images
+        evaluated = stop = False
+        self.recent.clear()
+        for i, (images, labels) in enumerate(self.data.train_batches(epoch)):
+            if i >= spe:
+                break
+            self.recent.add(images)
+            if i < skip:
+                continue  # resumed mid-epoch: these batches were trained on before the stop
+            p = self.plan.at(self.step)
+            if p.phase_name != self._phase:
+                self.logger.message(f"[phase] epoch {p.epoch:.2f}: {self._phase or 'start'} -> {p.phase_name}")
+                self._phase = p.phase_name
+            stats = self._train_step(images, labels, p)
+            window[1] += labels.shape[0]
+            self.step += 1
+            if self.plan.is_dense_member_step(self.step - 1):
+                self._dense_member(self.plan.epoch_of(self.step))
+                evaluated = i == spe - 1
+            # host syncs (the loss, top-1, the ranks' stop vote) only on the logging cadence,
+            # which every rank reaches at the same step
+            on_cadence = self.step % log_every == 0 or i == spe - 1
+            if on_cadence:
+                self._log_step(stats, p, window, bar)
+            bar.update(1)
+            if (on_cadence and self.should_stop()) or (max_steps is not None and self.step >= max_steps):
+                stop = True
+                break
+        bar.close()
+        return stop, evaluated
+
+    def _log_step(self, stats: Dict[str, torch.Tensor], p: StepPlan, window: list, bar: tqdm) -> None:
+        """The step row of the logging window that ends at this step; starts the next window."""
+        loss, top1 = torch.stack([stats["loss"].float(), stats["top1"].float()]).tolist()
+        ips = window[1] * self.dist.world_size / max(time.time() - window[0], 1e-9)
+        row = step_row(
+            loss=loss,
+            top1=top1,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
+            img_per_s=ips,
+            phase=p.phase_id,
+            phase_name=p.phase_name,
+            target_sparsity=p.masks.sparsity,
+            epoch=self.plan.epoch_of(self.step),
+        )
+        self.logger.log_step(row, self.step)
+        bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", phase=p.phase_name)
+        window[:] = [time.time(), 0]
+
+    def _end_epoch(self, epoch: int, stop: bool, evaluated: bool) -> None:
+        """After an epoch's steps (or a stop): evaluate and checkpoint on their cadences, the
+        ranks leave together; a stop mid-epoch saves last.pt and raises TrainingInterrupted."""
+        tcfg = self.cfg.trainer
+        if stop and self.step % self.plan.steps_per_epoch:
+            self.save_checkpoint()
+            self.logger.message(f"[stop] checkpoint at step {self.step} (epoch {self.plan.epoch_of(self.step):.2f})")
+            raise TrainingInterrupted(self.step)
+        last = epoch + 1 == self.plan.epochs
+        if not evaluated and (last or stop or (epoch + 1) % tcfg.eval_every_epochs == 0):
+            self.record_eval(self.evaluate(), self.plan.phase_name_at(self.step - 1), self.plan.epoch_of(self.step))
+        if last or stop or (epoch + 1) % tcfg.checkpoint_every_epochs == 0:
+            self.save_checkpoint()
+        barrier(self.dist)
+        if stop and not last:
+            raise TrainingInterrupted(self.step)
