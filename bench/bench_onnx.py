@@ -11,7 +11,7 @@ random batches) in its fastest form that DeepSparse 1.8 supports: Conv, Add and 
 (ReLU folded into QLinearConv / QLinearAdd), per-tensor weights. ``--forms`` adds the other
 forms, which show what each choice is worth: Conv only, Conv+Relu, Conv+Add, per-channel
 weights (ours and the quantizer's), and every op (QGemm, QLinearGlobalAveragePool). Timing and
-the table are ``acdc_exp.speed``'s (what ``acdc-export benchmark.enabled=true`` prints); speed-ups are
+the table are ``acdc_exp.deploy``'s (what ``acdc-export benchmark.enabled=true`` prints); speed-ups are
 against dense FP32 in onnxruntime. ``--rounds N`` times everything N times, files interleaved,
 and reports each row's median over the rounds (a shared machine drifts by ~10% over minutes).
 
@@ -33,14 +33,14 @@ import numpy as np
 import onnx
 import torch
 
+from acdc_exp.deploy.export import export_fp32, export_int8
+from acdc_exp.deploy.onnx_compat import stamp_ir_version
+from acdc_exp.deploy.onnx_graph import weight_sparsity
+from acdc_exp.deploy.report import DEEPSPARSE, ORT, BenchFile, BenchSettings, format_speed_table, speed_report
 from acdc_exp.models import build_model
-from acdc_exp.quantization.export import export_fp32, export_int8
-from acdc_exp.quantization.onnx_compat import stamp_ir_version
-from acdc_exp.quantization.onnx_graph import weight_sparsity
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.masks import compute_mask
 from acdc_exp.sparsity.selection import select_parameters
-from acdc_exp.speed.report import DEEPSPARSE, ORT, BenchFile, BenchSettings, format_speed_table, speed_report
 
 PRUNED = ["layer*.conv*.weight", "layer*.downsample.0.weight"]
 REFERENCE = "sparse_int8_ortquant.onnx"

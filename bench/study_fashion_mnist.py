@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List
 
-from acdc_exp.launch.collect import collect, find_summaries
 from acdc_exp.machine import describe
+from acdc_exp.runs.collect import collect, find_summaries
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "study_fashion_mnist"

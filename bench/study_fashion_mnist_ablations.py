@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from acdc_exp.launch.collect import find_summaries
 from acdc_exp.machine import describe
+from acdc_exp.runs.collect import find_summaries
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -21,12 +21,12 @@ from test_export import pruned, qat
 from wandb_records import read_run
 
 from acdc_exp.config.compose import compose_config, finalize
+from acdc_exp.deploy.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
+from acdc_exp.deploy.export import export_member
+from acdc_exp.deploy.onnx_check import ort_session
+from acdc_exp.deploy.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.errors import ConfigError
-from acdc_exp.quantization.export import export_member
-from acdc_exp.quantization.onnx_check import ort_session
-from acdc_exp.quantization.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.runs.train import run_training
-from acdc_exp.speed.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
 
 needs_deepsparse = pytest.mark.skipif(deepsparse_python() is None, reason="DeepSparse venv not set up (make deepsparse)")
 # the loaders DeepSparse 1.8 bundles (its ONNX Runtime): IR <= 9, ai.onnx opset <= 19
@@ -260,7 +260,7 @@ def _mean_graph(axes: list[int], keepdims: int) -> onnx.ModelProto:
     ],
 )
 def test_pool_from_spatial_mean_rewrites_only_the_global_pool(tmp_path, axes, keepdims, pooled):
-    from acdc_exp.quantization.onnx_compat import pool_from_spatial_mean
+    from acdc_exp.deploy.onnx_compat import pool_from_spatial_mean
 
     model = _mean_graph(axes, keepdims)
     x = np.random.default_rng(0).standard_normal((2, 4, 3, 5), dtype=np.float32)

@@ -13,11 +13,11 @@ import torch
 from conftest import one_error_line, run_cli
 from omegaconf import OmegaConf, open_dict
 
+from acdc_exp.deploy.export import PER_CHANNEL_NOTE, export_member, torch_layer_sparsity
+from acdc_exp.deploy.onnx_check import ort_session
+from acdc_exp.deploy.onnx_graph import initializers, producers
 from acdc_exp.models import build_model
 from acdc_exp.plan import StepPlan
-from acdc_exp.quantization.export import PER_CHANNEL_NOTE, export_member, torch_layer_sparsity
-from acdc_exp.quantization.onnx_check import ort_session
-from acdc_exp.quantization.onnx_graph import initializers, producers
 from acdc_exp.quantization.qat import QATController
 from acdc_exp.sparsity.sparsifier import Sparsifier
 

@@ -17,15 +17,15 @@ import acdc_exp
 
 ROOT = Path(acdc_exp.__file__).parent
 # runs in DeepSparse's own venv as a script; it imports no acdc_exp module
-STANDALONE = {"speed/deepsparse_worker.py"}
+STANDALONE = {"deploy/deepsparse_worker.py"}
 # The layer contract, top floor first: subpackages and top-level modules (docs/design.md).
 FLOORS = (
     ("cli",),  # argument parsing; calls one function, mostly in runs/
-    ("runs",),  # a run end to end: train, finish, evaluate, export
+    ("runs",),  # a run end to end: train, finish, evaluate, export; a sweep's runs collected
     ("config",),  # composition and prechecks (builds the objects that own each rule)
-    ("training", "speed", "recipe"),  # the loop; inference timing; SparseML recipes -> config
-    ("sparsity", "quantization", "loggers"),  # masks; QAT and export; logs and plots
-    ("plan", "models", "data", "launch"),  # the schedule; model zoo; loaders; sweep collection
+    ("training", "deploy", "recipe"),  # the loop; ONNX export and inference speed; SparseML recipes -> config
+    ("sparsity", "quantization", "loggers"),  # masks; QAT; logs and plots
+    ("plan", "models", "data"),  # the schedule; model zoo; loaders
     # a run dir's files; records two layers share; the machine; the config groups' registries
     ("run_layout", "records", "machine", "registries"),
     ("registry",),  # what a registry is: variants found by _target_
@@ -87,7 +87,7 @@ def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
 
 def test_graph_is_read(edges):
     # known downward edges: the graph is really built from the sources
-    assert {"training", "quantization", "speed"} <= edges["runs"] and "runs" in edges["cli"]
+    assert {"training", "quantization", "deploy"} <= edges["runs"] and "runs" in edges["cli"]
 
 
 def test_every_unit_has_a_floor(edges):

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from conftest import assert_same_final_weights, load_state, train
 
-from acdc_exp.quantization.onnx_graph import initializers
+from acdc_exp.deploy.onnx_graph import initializers
 
 # dense [0,1), compressed [1,2) (masks recomputed at end_epoch 2), compressed to the end
 NM_SHORT = [

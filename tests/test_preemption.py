@@ -20,7 +20,7 @@ import time
 
 from conftest import ACDC_SHORT, QAT_RUN, REPO, load_state, small_overrides
 
-from acdc_exp.launch.preemption import FORWARD_ORDER, PreemptionGuard, signal_to_forward
+from acdc_exp.training.preemption import FORWARD_ORDER, PreemptionGuard, signal_to_forward
 
 SIG = signal.SIGUSR2  # submitit's signal ahead of the time limit
 STEPS_PER_EPOCH = 22

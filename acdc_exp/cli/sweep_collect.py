@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from acdc_exp.cli.common import guarded
-from acdc_exp.launch.collect import collect
+from acdc_exp.runs.collect import collect
 
 PROG = "acdc-sweep-collect"
 

@@ -69,7 +69,7 @@ class ScheduleConfig(TrainConfig):
 
 @dataclass
 class OnnxVersionsConfig:
-    # null: the exporter's default (quantization/onnx_compat.py)
+    # null: the exporter's default (deploy/onnx_compat.py)
     opset_fp32: Optional[int] = MISSING
     opset_int8: Optional[int] = MISSING
     ir_version: Optional[int] = MISSING

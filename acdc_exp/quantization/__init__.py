@@ -1,4 +1,5 @@
-"""Quantization-aware training on torch.ao.quantization, and export helpers."""
+"""Quantization-aware training on torch.ao.quantization: the variants (none, qat), the int8 model
+and its agreement with the QAT model; ONNX export of the members is ``acdc_exp.deploy``."""
 
 from __future__ import annotations
 

@@ -29,9 +29,9 @@ from acdc_exp.runs.members import load_member, member_path, quantizer_for
 # The ONNX side (onnx, onnxscript, onnxruntime) loads inside the functions that use it: this
 # module is imported by every training run (runs/finish.py), and most runs do not export.
 if TYPE_CHECKING:
-    from acdc_exp.quantization.export import ExportedFile
-    from acdc_exp.quantization.onnx_compat import OnnxVersions
-    from acdc_exp.speed.report import BenchSettings
+    from acdc_exp.deploy.export import ExportedFile
+    from acdc_exp.deploy.onnx_compat import OnnxVersions
+    from acdc_exp.deploy.report import BenchSettings
 
 INPUT_CHOICES = ("random", "val")
 MEMBER_CHOICES = ("all", "dense", "final")
@@ -39,8 +39,8 @@ MEMBER_CHOICES = ("all", "dense", "final")
 
 def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """``run_export`` as configs/export.yaml (composed, with the command line's ``overrides``) asks."""
-    from acdc_exp.quantization.onnx_compat import OnnxVersions  # the ONNX stack only when exporting (module docstring)
-    from acdc_exp.speed.report import BenchSettings
+    from acdc_exp.deploy.onnx_compat import OnnxVersions  # the ONNX stack only when exporting (module docstring)
+    from acdc_exp.deploy.report import BenchSettings
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ConfigError("checkpoint= is required (a run dir or a .pt file)")
@@ -98,8 +98,8 @@ def run_export(
     """Export and verify; returns the report (also written to <out>/export_report.json).
     ``versions``: an ``OnnxVersions``; ``benchmark``: ``BenchSettings`` to time the files."""
     # the ONNX stack only when exporting (module docstring)
-    from acdc_exp.quantization.export import FORMATS, export_member, format_table, warm_dynamo_exporter
-    from acdc_exp.quantization.onnx_compat import OnnxVersions
+    from acdc_exp.deploy.export import FORMATS, export_member, format_table, warm_dynamo_exporter
+    from acdc_exp.deploy.onnx_compat import OnnxVersions
 
     # bad settings fail before minutes of export, named as configs/export.yaml names them
     versions = (versions or OnnxVersions()).check()
@@ -166,8 +166,8 @@ def _benchmark(
 ) -> Dict[str, Any]:
     """Time the exported files (see the module docstring); W&B when the run logged there."""
     # onnxruntime and wandb only when benchmarking
-    from acdc_exp.speed.report import BenchFile, format_speed_table, speed_report
-    from acdc_exp.speed.wandb_report import log_speed_report
+    from acdc_exp.deploy.report import BenchFile, format_speed_table, speed_report
+    from acdc_exp.deploy.wandb_report import log_speed_report
 
     settings = dataclasses.replace(settings, res=res)
     speed = speed_report([BenchFile(f.member, f.kind, f.path) for f in files], settings)

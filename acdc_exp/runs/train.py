@@ -13,7 +13,6 @@ from torch import nn
 
 from acdc_exp import run_layout as layout
 from acdc_exp.data import build_data
-from acdc_exp.launch.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.loggers import build_logger, opens_wandb_run
 from acdc_exp.models.factory import model_from_config, random_weights_note
 from acdc_exp.models.sync_bn import sync_batchnorm_wanted, to_sync_batchnorm
@@ -26,6 +25,7 @@ from acdc_exp.training.distributed import DistInfo, barrier, cuda_index, init_di
 from acdc_exp.training.fingerprint import check_same_run, run_difference
 from acdc_exp.training.parts import RunParts
 from acdc_exp.training.precision import channels_last_on, configure_determinism
+from acdc_exp.training.preemption import PreemptionGuard, signal_to_forward
 from acdc_exp.training.setup import build_optimizer, resolve_device, seed_everything
 from acdc_exp.training.trainer import Trainer, TrainingInterrupted
 
@@ -89,7 +89,7 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     export_onnx = bool(tcfg.export_onnx) and dist.is_main
     if export_onnx:
         # here, not at module level: onnx and onnxscript take seconds to import, and most runs do not export
-        from acdc_exp.quantization.export import warm_dynamo_exporter
+        from acdc_exp.deploy.export import warm_dynamo_exporter
 
         warm_dynamo_exporter()  # before the data loaders start (a CPython 3.11.7 AST bug workaround)
     parts = RunParts(cfg, model, data, optimizer, plan, method, sparsifier, quantizer, logger, run_dir, device, dist)

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from acdc_exp.deploy.deepsparse_runner import deepsparse_python, run_deepsparse
+from acdc_exp.deploy.ort_timing import Timing, time_ort
 from acdc_exp.errors import ConfigError, check_choice
 from acdc_exp.machine import describe
-from acdc_exp.speed.deepsparse_runner import deepsparse_python, run_deepsparse
-from acdc_exp.speed.ort_timing import Timing, time_ort
 
 ORT = "onnxruntime"
 DEEPSPARSE = "deepsparse"

@@ -10,7 +10,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from acdc_exp.quantization.onnx_check import ort_session
+from acdc_exp.deploy.onnx_check import ort_session
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from acdc_exp.quantization.onnx_graph import consumers, initializers, producers, remove_dead_nodes
+from acdc_exp.deploy.onnx_graph import consumers, initializers, producers, remove_dead_nodes
 
 
 def _single_consumer(cons: Dict[str, List[onnx.NodeProto]], name: str, op: str) -> Optional[onnx.NodeProto]:

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-from acdc_exp.speed.report import SpeedRow
+from acdc_exp.deploy.report import SpeedRow
 
 TABLE_KEY = "speed/table"
 ROW_METRICS = ("latency_ms", "images_per_s", "speedup_b1", "speedup_batch", "supported")

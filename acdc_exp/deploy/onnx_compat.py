@@ -21,8 +21,8 @@ import onnx
 import torch.onnx._constants as torch_onnx_constants
 from onnx import helper, shape_inference
 
+from acdc_exp.deploy.onnx_graph import initializers, producers, remove_dead_nodes
 from acdc_exp.errors import ConfigError
-from acdc_exp.quantization.onnx_graph import initializers, producers, remove_dead_nodes
 
 # Default opset per format and the range users may pick from. FP32 goes through the dynamo
 # exporter, which cannot convert below 18 (ReduceMean's axes input has no opset-17 form); the

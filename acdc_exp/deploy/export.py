@@ -30,14 +30,14 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
+from acdc_exp.deploy.onnx_check import Agreement, check_agreement
+from acdc_exp.deploy.onnx_compat import OnnxVersions, pool_from_spatial_mean, stamp_ir_version
+from acdc_exp.deploy.onnx_graph import tidy_qdq, weight_sparsity
+from acdc_exp.deploy.qoperator import to_qoperator
 from acdc_exp.errors import ConfigError
 from acdc_exp.quantization.float_view import float_view, is_prepared
-from acdc_exp.quantization.onnx_check import Agreement, check_agreement
-from acdc_exp.quantization.onnx_compat import OnnxVersions, pool_from_spatial_mean, stamp_ir_version
-from acdc_exp.quantization.onnx_graph import tidy_qdq, weight_sparsity
 from acdc_exp.quantization.qat import convert_to_int8
 from acdc_exp.quantization.qconfig import quiet_ao
-from acdc_exp.quantization.qoperator import to_qoperator
 
 T = TypeVar("T")
 FORMATS = ("qdq", "qoperator")
