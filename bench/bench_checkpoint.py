@@ -20,27 +20,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import yaml
-from bench_step_overhead import _step_plan  # bench/ is on the path when run as a script
+from bench_step_overhead import _step_plan, reference_method  # bench/ is on the path when run as a script
 
 from acdc_exp.machine import describe
 from acdc_exp.models import build_model
-from acdc_exp.sparsity.sparsifier import Sparsifier
 from acdc_exp.training.checkpoint import rng_state, save_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENT = ROOT / "configs" / "experiment" / "resnet50_imagenet_acdc85_quant.yaml"
 IMAGENET_TRAIN = 1_281_167
 
 
 def reference_state() -> dict:
     """last.pt's large parts for the reference job in a compressed phase."""
-    sp = yaml.safe_load(EXPERIMENT.read_text())["sparsity"]
     model = build_model("resnet50", num_classes=1000).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    sparsifier = Sparsifier(model, params=sp["params"], mask_type=sp["mask_type"], global_sparsity=False)
+    method = reference_method()
+    sparsifier = method.sparsifier(model)
     sparsifier.attach_optimizer(opt)
-    plan = _step_plan(update_masks=True, sparsity=0.85)  # a compressed phase's first step
+    plan = _step_plan(update_masks=True, sparsity=method.target_sparsity)  # a compressed phase's first step
     sparsifier.begin_step(plan)
     model(torch.randn(2, 3, 64, 64)).sum().backward()  # momentum buffers exist after one step
     sparsifier.mask_gradients()
