@@ -6,7 +6,7 @@ with the sparsifier's two-pass hooks (first window after a mask update) and one-
 (stale momentum settled), QAT in fp32 with observers on and frozen; each eager and with
 torch.compile. Each configuration: warm-up, then several timing windows (median img/s and
 spread) and host syncs per step (torch.cuda.set_sync_debug_mode). Pass/fail items: int8 vs
-fake quant (tests/test_qat_train.py's thresholds), the QAT steps, a resume continuing with the
+fake quant (tests/e2e/test_qat_train.py's thresholds), the QAT steps, a resume continuing with the
 same loss, and trainer.deterministic at a mask update. A time budget skips what would not fit.
 
     python bench/gpu_check.py                      # on a CUDA machine: < 8 minutes on one H100/H200
@@ -47,7 +47,7 @@ from acdc_exp.machine import describe  # noqa: E402
 from acdc_exp.quantization.compare import compare_int8_to_fake_quant  # noqa: E402
 from acdc_exp.training.precision import configure_determinism, resolve_precision  # noqa: E402
 
-# tests/test_qat_train.py::test_int8_model_computes_what_its_qat_model_computes
+# tests/e2e/test_qat_train.py::test_int8_model_computes_what_its_qat_model_computes
 INT8_MAX_FRAC_OVER_ONE_STEP = 0.005
 INT8_MIN_TOP1_AGREEMENT = 0.97
 PRE_QAT_LR = 0.1  # within the reference's float lr range (0.05-0.256): the batch is fitted, top-1 margins are clear

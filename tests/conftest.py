@@ -44,49 +44,16 @@ def _no_loader_outlives_its_test():
         gc.collect()
 
 
-# Modules that train, launch console scripts or processes, or build datasets: `make test-fast`
-# leaves them out (-m "not e2e"); the rest are unit tests, under 2 minutes together. Measured
-# per module with --durations=0 (2026-12-07, 2 cores): each below is 6 s or more.
-E2E_MODULES = frozenset(
-    {
-        "test_config",  # its CLI cases; composing is fast, but one file
-        "test_data_digits",
-        "test_data_loaders",
-        "test_data_pipeline_guard",
-        "test_ddp",
-        "test_deployment",
-        "test_device_paths",
-        "test_export",
-        "test_extending",
-        "test_fashion_mnist",
-        "test_gpu_check",
-        "test_int8_engine",
-        "test_momentum_reset",
-        "test_multirun_precheck",
-        "test_nm_training",
-        "test_preemption",
-        "test_qat",
-        "test_qat_compile",
-        "test_qat_precision",
-        "test_qat_train",
-        "test_readme_walk",
-        "test_recipe_run",
-        "test_reference_ddp",
-        "test_resume_identity",
-        "test_schedule_cli",
-        "test_slurm_cluster",
-        "test_slurm_jobs",
-        "test_sync_bn",
-        "test_training",
-        "test_wandb_e2e",
-        "test_wheel_install",
-    }
-)
+# tests/unit: one layer each, fast (`make test-fast` runs them, under 2 minutes); tests/e2e: they
+# train, launch console scripts or processes, or build datasets (marked e2e, by their folder);
+# tests/support: what both import (helpers, scripts run in a fresh process, the toy extension)
+SUPPORT = Path(__file__).parent / "support"
+sys.path.insert(0, str(SUPPORT))
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
-        if item.module.__name__.rpartition(".")[2] in E2E_MODULES:
+        if "e2e" in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.e2e)
 
 
@@ -153,11 +120,11 @@ AVX2_INT8_KERNELS = {"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA":
 
 
 def int8_vs_qat(args: list[str], env: dict[str, str] | None = None) -> dict:
-    """tests/int8_vs_qat.py in a fresh process (kernel ISA set by ``env`` before torch loads)."""
+    """tests/support/int8_vs_qat.py in a fresh process (kernel ISA set by ``env`` before torch loads)."""
     import json
 
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("int8_vs_qat.py")), *args],
+        [sys.executable, str(SUPPORT / "int8_vs_qat.py"), *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,

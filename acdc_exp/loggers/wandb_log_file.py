@@ -7,7 +7,7 @@ tail shorter than a chunk header is zero padding. Joined chunk data is one proto
 ``wandb_internal_pb2.Record``.
 
 The logger needs only ``wait_until_complete``; the tests read whole runs back with
-``tests/wandb_records.py`` on top of this framing (wandb 0.31 ships no reader of its own).
+``tests/support/wandb_records.py`` on top of this framing (wandb 0.31 ships no reader of its own).
 """
 
 from __future__ import annotations

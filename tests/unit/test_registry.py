@@ -16,8 +16,8 @@ from acdc_exp.errors import ConfigError
 from acdc_exp.registries import GROUPS, LOGGERS, MODELS, QUANTIZATION, SPARSITY, VariantConfig
 from acdc_exp.registry import Registry, target_of, variant_name
 
-PACKAGE = Path(__file__).resolve().parents[1] / "acdc_exp"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PACKAGE = Path(__file__).resolve().parents[2] / "acdc_exp"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_every_option_of_a_registry_group_chooses_a_registered_variant():

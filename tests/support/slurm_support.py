@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPT = REPO / "scripts" / "slurm_local.sh"
 # Hydra loads launcher presets from here: pass it as --config-dir (or it is the app's config dir)
 CONFIGS_DIR = REPO / "configs"

@@ -26,7 +26,7 @@ from acdc_exp.recipe import apply_recipe, recipe_to_config
 from acdc_exp.registries import LOGGERS, MODELS, QUANTIZATION, LRSegmentConfig
 from acdc_exp.sparsity.methods.acdc import AcdcConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs"
 FIXTURE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.yaml"
 EXPERIMENT = "resnet50_imagenet_acdc85_quant"

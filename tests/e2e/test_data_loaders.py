@@ -146,7 +146,7 @@ def test_no_ffcv_producer_thread_outlives_its_epoch(modules):
 def test_batch_size_is_global_and_split_over_processes(synth, tmp_path):
     """Each of 2 processes loads half the global batch over its half of the data, so both
     take as many steps per epoch as one process would; the folder loader shards by the rank
-    it is given (FFCV's own sharding needs torch.distributed: tests/test_ddp.py runs that)."""
+    it is given (FFCV's own sharding needs torch.distributed: tests/e2e/test_ddp.py runs that)."""
     one = build_data(data_config("folder", synth, batch_size=4, val_batch_size=4), data_cache=str(tmp_path), device=CPU, seed=0)
     shards = [
         build_data(

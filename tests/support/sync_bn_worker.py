@@ -1,4 +1,4 @@
-"""Synced-BN training run for tests/test_sync_bn.py: under torchrun each gloo rank trains on its
+"""Synced-BN training run for tests/e2e/test_sync_bn.py: under torchrun each gloo rank trains on its
 half of a fixed global batch (float steps, then QAT-fused steps); ``reference`` trains the same
 model on the whole batch in one process. ``python sync_bn_worker.py OUT_DIR`` (under torchrun)
 writes ``rank{R}.pt``."""

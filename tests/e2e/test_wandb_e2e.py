@@ -148,7 +148,7 @@ def test_summary_holds_the_pair(acdc_run):
     assert s["params_total"] == second["params_total"] and s["params_nonzero"] == second["params_nonzero"]
     assert s["checkpoints"]["dense"] == str(run_dir / "checkpoints" / "dense.pt")
     assert "sparse_int8_top1" not in s  # no QAT in this run
-    # compute accounting reaches W&B as summary.json has it (counted in tests/test_compute.py)
+    # compute accounting reaches W&B as summary.json has it (counted in tests/unit/test_compute.py)
     assert s["pair_dense_top1"] == s["dense_top1"]
     for key in ("inference_flops", "inference_flops_ratio", "training_flops", "training_flops_ratio"):
         assert s[key] == pytest.approx(second[key])

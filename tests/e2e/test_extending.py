@@ -1,5 +1,5 @@
 """Extending is registering (issue 23): a sparsity method with its own schedule and mask rule, a
-logger, and a model given the usual Hydra way, all from tests/toy/ alone (a module and its
+logger, and a model given the usual Hydra way, all from tests/support/toy/ alone (a module and its
 YAML files, no edit of the package), train through acdc-train, resume, evaluate from the run's
 files and export, as a user's own variants would."""
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import evaluate_checkpoint, load_state, run_cli, small_overrides
 
-TOY = Path(__file__).with_name("toy")
+TOY = Path(__file__).resolve().parents[1] / "support" / "toy"
 EPOCHS, STOP = 2, 30  # digits: 22 steps per epoch; the one-shot prune at epoch 1 (step 22), stop after it
 TOY_RUN = [
     f"hydra.searchpath=[file://{TOY / 'configs'}]",

@@ -60,7 +60,7 @@ def test_engine_choice(vnni_cpu):
 def test_8bit_activations_scored_exactly_with_avx2_only_kernels():
     """The run's int8 path (int8_member) and acdc-eval's (load_member) on a QAT model trained
     on digits, kernels limited to AVX2 as on a CPU without VNNI: the int8 model computes what
-    the fake-quantized one does (the one-step agreement of tests/test_qat_train.py), where the
+    the fake-quantized one does (the one-step agreement of tests/e2e/test_qat_train.py), where the
     x86 engine under the same kernels saturates many steps off."""
     r = int8_vs_qat(["trained", "0"], AVX2_INT8_KERNELS)
     for weights, row in r.items():

@@ -14,7 +14,7 @@ from acdc_exp.data.beton_writer import write_beton
 from acdc_exp.data.datasets.files import FilesDataConfig
 from acdc_exp.data.synthetic import class_colour, make_image_tree
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 CLASSES = 4
 TRAIN_PER_CLASS = 6

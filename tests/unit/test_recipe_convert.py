@@ -12,7 +12,7 @@ import pytest
 from acdc_exp.errors import ConfigError
 from acdc_exp.recipe import load_recipe, load_recipe_text, recipe_to_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.yaml"
 MODEL_CARD = REPO / "recipes" / "resnet50_imagenet_pruned85_quant_acdc.md"
 

@@ -1,7 +1,7 @@
 """QAT trains in fp32 whatever trainer.amp says (issue 20, item 1): a bf16 run on CPU uses
 autocast in its float phases and none from the QAT step on, also after a resume inside QAT,
 and its int8 model agrees with its fake-quant model as closely as the fp32 run's does
-(tests/test_qat_train.py holds the fp32 run to the same bounds)."""
+(tests/e2e/test_qat_train.py holds the fp32 run to the same bounds)."""
 
 from __future__ import annotations
 

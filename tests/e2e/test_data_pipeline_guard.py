@@ -19,7 +19,7 @@ from acdc_exp.cli.data import main as data_main
 from acdc_exp.errors import DataError
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 _ITERATE = """
 import contextlib, sys, torch

@@ -12,7 +12,7 @@ import pytest
 import sync_bn_worker as worker
 import torch
 import torch.ao.quantization as tq
-from conftest import REPO, cli
+from conftest import REPO, SUPPORT, cli
 from torch import nn
 
 from acdc_exp.errors import ConfigError
@@ -222,7 +222,7 @@ def test_recalibration_sees_synced_batchnorms():
 
 def test_two_gloo_ranks_train_like_one_process_on_the_whole_batch(tmp_path):
     proc = subprocess.run(
-        [cli("torchrun"), "--standalone", "--nproc_per_node=2", str(REPO / "tests" / "sync_bn_worker.py"), str(tmp_path)],
+        [cli("torchrun"), "--standalone", "--nproc_per_node=2", str(SUPPORT / "sync_bn_worker.py"), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -19,7 +19,7 @@ from acdc_exp.data.digits import NUM_CLASSES, TOTAL, TRAIN_IMAGES, digits_arrays
 from acdc_exp.registries import DATA
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "data"
 
 

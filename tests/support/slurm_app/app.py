@@ -1,7 +1,7 @@
 """A tiny Hydra app for the SLURM smoke test: records its inputs and where it ran.
 
 Run it as a multirun with a SLURM launcher preset, e.g.
-  python tests/slurm_app/app.py -m --config-dir configs hydra/launcher=slurm_local x=2,3
+  python tests/support/slurm_app/app.py -m --config-dir configs hydra/launcher=slurm_local x=2,3
 Each job writes ``result.json`` into its own Hydra output dir.
 """
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from slurm_support import CONFIGS_DIR, REPO, VENV_PYTHON
 
-APP_DIR = Path(__file__).resolve().parent / "slurm_app"
+APP_DIR = Path(__file__).resolve().parents[1] / "support" / "slurm_app"
 
 
 @pytest.mark.slurm

@@ -1,7 +1,7 @@
 """Variants added from outside the package, as a user adds them: a sparsity method with its own
 schedule and mask rule, a logger, and a model given the usual Hydra way (a ``_target_`` with its
 keyword arguments, not registered). Their YAML files are in ``configs/`` beside this module;
-tests/test_extending.py puts both on the search paths and trains with them."""
+tests/e2e/test_extending.py puts both on the search paths and trains with them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """acdc-train on the real local SLURM cluster through Hydra's submitit launcher: a requeued job
 that resumes to the same final weights, and two tasks of one job as one DDP run. (The 2-job
-sparsity sweep with offline W&B is slurm/README.md's own, walked in tests/test_readme_walk.py.)"""
+sparsity sweep with offline W&B is slurm/README.md's own, walked in tests/e2e/test_readme_walk.py.)"""
 
 from __future__ import annotations
 
