@@ -1,5 +1,6 @@
-"""Structured configs: the typed roots of the commands' configs (train, eval, export); the
-groups' schemas are in ``groups.py``.
+"""Structured configs: the typed roots of the commands' configs (train, eval, export). The
+optimizer, trainer and paths schemas are in ``groups.py``; the registries' groups have theirs
+beside their builders (``registries.py``).
 
 Because each group's YAML is merged onto one of these dataclasses, a typo in an override
 (``optimizer.lrr=0.1``) or a wrong type (``trainer.epochs=ten``) is a Hydra error instead of a

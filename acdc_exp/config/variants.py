@@ -1,7 +1,7 @@
 """Type the registries' groups of a composed config by the variant each one chooses.
 
-A group whose variants are registered (``acdc_exp/registries.py``: model, sparsity,
-quantization, logger) composes untyped: its schema depends on its ``_target_``. Here each
+A group whose variants are registered (``acdc_exp/registries.py``: model, data,
+lr_schedule, sparsity, quantization, logger) composes untyped: its schema depends on its ``_target_``. Here each
 such node is merged onto its variant's schema: defaults filled, types checked, and a key the
 variant does not have refused in one line. Every command does it right after composing
 (``compose_config``, ``hydra_command``), before any value is read.

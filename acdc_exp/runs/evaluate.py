@@ -55,16 +55,24 @@ def compose_for_member(overrides: Sequence[str], saved: Dict[str, Any], cfg: Opt
     return cfg
 
 
+# what a run saved before these data keys existed used (they came with their defaults, 2026-12-07)
+SAVED_BEFORE = {"eval_split": "val", "crop_padding": 0}
+
+
 def _with_variant(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A saved data config with its ``_target_``. A run saved before datasets had variants
-    (2026-12-08) named its data option by ``name``: that option's variant, with the saved keys
-    the variant still has (the rest were null paths of built-in datasets)."""
+    """A saved data config with its ``_target_`` and every key its variant has. A run saved
+    before datasets had variants (2026-12-08) named its data option by ``name``: that option's
+    variant, with the saved keys the variant still has (the rest were null paths of built-in
+    datasets); given paths made any dataset one of files."""
+    saved = {**SAVED_BEFORE, **saved}
     if "_target_" in saved:
         return saved
-    try:
-        target = compose_config([f"data={saved.get('name')}"]).data._target_
-    except ConfigError:  # no such option: a dataset given by its files
-        target = target_of(Files)
+    target = target_of(Files)
+    if saved.get("train_path") is None and saved.get("val_path") is None:
+        try:
+            target = compose_config([f"data={saved.get('name')}"]).data._target_
+        except ConfigError:  # no such option: a dataset given by its files
+            pass
     keys = {f.name for f in dataclasses.fields(DATA.variant({"_target_": target}).schema)}
     return {"_target_": target, **{k: v for k, v in saved.items() if k in keys}}
 

@@ -4,7 +4,7 @@ both call ``run_export``.
 
 Opsets and IR versions: by default FP32 files get opset 18 and int8 files opset 13, each with the
 lowest IR version its opset needs, so every file loads in onnxruntime and in DeepSparse 1.8
-(``quantization.onnx_compat``).
+(``deploy/onnx_compat.py``).
 """
 
 from __future__ import annotations

@@ -43,3 +43,14 @@ def test_ddp_shares():
     assert expected_train_steps(cfg, 1_281_167, world_size=8) == 5004
     cfg = data_config("ffcv", {"train": "t", "val": "v", "tree": None}, batch_size=8, drop_last=False)
     assert expected_train_steps(cfg, 17, world_size=4) == 3  # 5 images per rank, batches of 2
+
+
+def test_unnamed_betons_fall_back_to_the_configs_image_count():
+    """acdc-schedule on the reference experiment with no beton folder: the .beton naming cannot
+    say where the files are, which is no error here; data.train_images gives the count."""
+    from acdc_exp.config.compose import compose_config
+
+    cfg = compose_config(["experiment=resnet50_imagenet_acdc85_quant", "data.beton_dir=null"]).data
+    size = planned_epoch_size(cfg)
+    assert size.steps == 1_281_167 // 256 and size.source.startswith("5004 steps per epoch: 1281167 train images")
+    assert size.note is not None and "data.beton_dir" in size.note

@@ -163,9 +163,15 @@ def test_a_run_saved_before_data_variants_finds_its_dataset():
         "name": "digits",
         "loader": "ffcv",
         "res": 32,
+        "eval_split": "val",
+        "crop_padding": 0,
     }
     old_fashion = {"name": "fashion_mnist", "source_dir": "/idx", "train_path": None, "holdout": 5000}
     assert _with_variant(old_fashion)["_target_"].endswith("fashion_mnist.FashionMnist")
     assert _with_variant(old_fashion)["source_dir"] == "/idx" and "train_path" not in _with_variant(old_fashion)
     given = {"name": "synthetic", "train_path": "/t.beton", "val_path": "/v.beton"}
-    assert _with_variant(given) == {"_target_": "acdc_exp.data.datasets.files.Files", **given}
+    filled = {"eval_split": "val", "crop_padding": 0}  # keys added since, with what runs had before them
+    assert _with_variant(given) == {"_target_": "acdc_exp.data.datasets.files.Files", **given, **filled}
+    # digits given as files of its own: still those files, not the generated digits
+    own = {"name": "digits", "train_path": "/t.beton", "val_path": "/v.beton"}
+    assert _with_variant(own) == {"_target_": "acdc_exp.data.datasets.files.Files", **own, **filled}

@@ -35,13 +35,8 @@ class FilesDataConfig(DataConfig):
 
 @DATA.register(schema=FilesDataConfig)
 class Files(Dataset):
-    def __init__(self, cfg: FilesDataConfig) -> None:
-        super().__init__(cfg)
-        resolved(cfg, "train_path")  # the .beton naming's own one-line error, now
-        resolved(cfg, "val_path")
-
     def _path(self, key: str) -> Path:
-        path = getattr(self.cfg, key)
+        path = resolved(self.cfg, key)  # the .beton naming's own one-line error, if it has one
         if path is None or str(path).strip() == "":
             raise DataError(f"data.{key} is not set (needed for data.name={self.cfg.name})")
         return Path(os.path.expanduser(str(path)))
