@@ -20,3 +20,7 @@ class MaskUpdate:
     # (None for the first mask computation)
     changed_fraction: Optional[float] = None
     layer_changed: Dict[str, float] = field(default_factory=dict)
+    # RigL/SET: the fraction of each layer's active weights this update replaced (f(t))
+    drop_fraction: Optional[float] = None
+    # all masks' checksum, the same on every rank (sparsity/rank_agreement.py checked it)
+    checksum: Optional[str] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from types import MappingProxyType
 from typing import Callable, List, Mapping, NoReturn, Optional
@@ -81,6 +82,8 @@ def guarded(prog: str, fn: Callable[[], object]) -> object:
     try:
         return fn()
     except AcdcError as exc:
+        if getattr(exc, "every_rank", False) and os.environ.get("RANK", "0") != "0":
+            sys.exit(2)  # every rank found it at the same collective: rank 0 says it once
         die(prog, str(exc))
     except KeyboardInterrupt:
         die(prog, "interrupted", 130)

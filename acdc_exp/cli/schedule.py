@@ -35,18 +35,26 @@ RENAMED_FLAGS = {
 }
 
 
+def _masks_cell(row: dict) -> str:
+    """``update`` for a recompute; for RigL/SET the epoch's update count and first drop fraction."""
+    if row["drop_fraction"]:
+        return f"{row['mask_updates']}x f={row['drop_fraction']:.3f}"
+    return "update" if row["mask_update"] else ""
+
+
 def format_table(plan: Plan) -> str:
     rows = plan.epoch_table()
+    width = max([6] + [len(_masks_cell(r)) for r in rows])
     out = [
         (
             f"{'epoch':>5}  {'phase':<10}  {'sparsity':>8}  {'lr':>10}  {'wd':>8}  "
-            f"{'masks':<6} {'qat':<4} {'obs.frozen':<10} {'bn.frozen':<9}"
+            f"{'masks':<{width}} {'qat':<4} {'obs.frozen':<10} {'bn.frozen':<9}"
         )
     ]
     for r in rows:
         out.append(
             f"{r['epoch']:>5}  {r['phase']:<10}  {r['sparsity']:>8.3f}  {r['lr']:>10.6f}  {r['weight_decay']:>8.1e}  "
-            f"{'update' if r['mask_update'] else '':<6} {'on' if r['qat'] else '':<4} "
+            f"{_masks_cell(r):<{width}} {'on' if r['qat'] else '':<4} "
             f"{'yes' if r['observers_frozen'] else '':<10} {'yes' if r['bn_frozen'] else '':<9}"
         )
     return "\n".join(out)

@@ -26,9 +26,11 @@ class ConsoleLogger(Logger):
 
     def log_mask_update(self, update: MaskUpdate, step: int) -> None:
         changed = "" if update.changed_fraction is None else f", {100 * update.changed_fraction:.2f}% of mask changed"
+        drop = "" if update.drop_fraction is None else f", drop fraction {update.drop_fraction:.4f}"
+        agreed = "" if update.checksum is None else f", checksum {update.checksum}"
         self._print(
-            f"[masks] epoch {update.epoch:.2f}: recomputed at target {update.target_sparsity:.3f}, "
-            f"global sparsity {update.global_sparsity:.4f}{changed}"
+            f"[masks] epoch {update.epoch:.2f} step {update.step}: recomputed at target {update.target_sparsity:.3f}, "
+            f"global sparsity {update.global_sparsity:.4f}{changed}{drop}{agreed}"
         )
 
     def log_summary(self, summary: Dict[str, Any]) -> None:

@@ -212,8 +212,12 @@ class WandbLogger(Logger):
         }
         if update.changed_fraction is not None:
             row["sparsity/mask_changed"] = float(update.changed_fraction)
+        if update.drop_fraction is not None:
+            row["sparsity/drop_fraction"] = float(update.drop_fraction)
         for name, value in update.layer_sparsity.items():
             row[f"sparsity/layer/{layer_key(name)}"] = float(value)
+        for name, value in update.layer_changed.items():
+            row[f"sparsity/layer_changed/{layer_key(name)}"] = float(value)
         table = wandb.Table(columns=["param", "sparsity", "mask_changed"])
         for name, value in update.layer_sparsity.items():
             table.add_data(name, float(value), update.layer_changed.get(name))
@@ -249,9 +253,11 @@ class WandbLogger(Logger):
         self._summary_logged = True
         if self._updates:
             # one row per mask update of this process: the mask-stability analysis at a glance
-            table = wandb.Table(columns=["step", "epoch", "target", "global_sparsity", "mask_changed"])
+            columns = ["step", "epoch", "target", "global_sparsity", "mask_changed", "drop_fraction", "checksum"]
+            table = wandb.Table(columns=columns)
             for u in self._updates:
-                table.add_data(u.step, float(u.epoch), float(u.target_sparsity), float(u.global_sparsity), u.changed_fraction)
+                row = [u.step, float(u.epoch), float(u.target_sparsity), float(u.global_sparsity)]
+                table.add_data(*row, u.changed_fraction, u.drop_fraction, u.checksum)
             self._log({"sparsity/updates": table}, self._last_step)
         self.run.summary.update(_clean(summary))
         if self.log_artifacts:

@@ -45,6 +45,10 @@ class MaskStep:
     phase: str = DENSE  # dense | compressed (the sparsity phase; QAT runs on top of it)
     sparsity: float = 0.0  # target sparsity in force (0 in dense phases)
     update: bool = False  # recompute masks at this step
+    # RigL/SET: the fraction of active weights the update replaces, f(t); 0 when no update
+    drop_fraction: float = 0.0
+    # the update reads the dense gradient of the pruned weights (RigL's grow)
+    dense_gradient: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class StepPlan:
             "phase": m.phase,
             "sparsity": m.sparsity,
             "update_masks": m.update,
+            "drop_fraction": m.drop_fraction,
             "qat_active": q.active,
             "qat_start": q.start,
             "observers_frozen": q.observers_frozen,
@@ -141,9 +146,10 @@ class Plan:
         self.lr_segments = list(lr_segments)
         self.weight_decay = weight_decay
         self.weight_decay_segments = list(weight_decay_segments)
-        self.sparsity = sparsity or SparsitySchedule()
+        self.sparsity = (sparsity or SparsitySchedule()).bind(steps_per_epoch, epochs * steps_per_epoch)
         self.qat = qat
-        self._mask_updates = self.sparsity.update_epochs()
+        self._update_steps = self.sparsity.update_steps()
+        self._mask_updates = self.sparsity.update_epochs() if self._update_steps is None else []
         if dense_phase_warmup_epochs < 0:
             raise ConfigError(f"sparsity.dense_phase_warmup_epochs={dense_phase_warmup_epochs} is negative; allowed: >= 0")
         self.dense_phase_warmup_epochs = dense_phase_warmup_epochs
@@ -188,19 +194,37 @@ class Plan:
                 return min(1.0, (epoch - b + 1.0 / self.steps_per_epoch) / w)
         return 1.0
 
+    def updates_in(self, first: int, last: int) -> int:
+        """How many steps of ``first..last`` update masks (schedules counted in epochs: 0 or 1,
+        whether one of their update epochs falls in that span)."""
+        r = self._update_steps
+        if r is None:
+            prev = self.epoch_of(first - 1) if first > 0 else -math.inf
+            return int(_crossed(self._mask_updates, prev, self.epoch_of(last)))
+        lo = max(0, -(-(first - r.start) // r.step))  # the first k with start + k * step >= first
+        hi = min(len(r) - 1, (last - r.start) // r.step)
+        return max(0, hi - lo + 1)
+
     def at(self, step: int) -> StepPlan:
         epoch = self.epoch_of(step)
         prev = self.epoch_of(step - 1) if step > 0 else -math.inf
         q = self.qat
+        s = self.sparsity
+        if self._update_steps is None:
+            update = _crossed(self._mask_updates, prev, epoch)
+        else:
+            update = step in self._update_steps
         return StepPlan(
             step=step,
             epoch=epoch,
             lr=lr_at(self.lr_segments, epoch) * self.regrowth_lr_factor(epoch),
             weight_decay=weight_decay_at(self.weight_decay_segments, self.weight_decay, epoch),
             masks=MaskStep(
-                phase=self.sparsity.phase(epoch),
-                sparsity=self.sparsity.sparsity(epoch),
-                update=_crossed(self._mask_updates, prev, epoch),
+                phase=s.phase(epoch),
+                sparsity=s.sparsity(epoch),
+                update=update,
+                drop_fraction=s.drop_fraction(step) if update else 0.0,
+                dense_gradient=update and s.dense_gradient,
             ),
             qat=QatStep(
                 active=q.enabled and epoch >= q.start_epoch - 1e-9,
@@ -227,7 +251,8 @@ class Plan:
             # a step updates when (epoch_of(s - 1), epoch_of(s)] holds a boundary; over the epoch's
             # steps those intervals join into one: no need to visit each step (5004 an epoch)
             first, last = e * self.steps_per_epoch, (e + 1) * self.steps_per_epoch - 1
-            updates = _crossed(self._mask_updates, self.epoch_of(first - 1) if first > 0 else -math.inf, self.epoch_of(last))
+            updates = self.updates_in(first, last)
+            first_update = self._first_update(first, last) if updates else None
             rows.append(
                 {
                     "epoch": e,
@@ -235,13 +260,23 @@ class Plan:
                     "sparsity": p.masks.sparsity,
                     "lr": p.lr,
                     "weight_decay": p.weight_decay,
-                    "mask_update": updates,
+                    "mask_update": bool(updates),
+                    "mask_updates": updates,
+                    # the drop fraction of the epoch's first update (RigL/SET; 0 otherwise)
+                    "drop_fraction": self.sparsity.drop_fraction(first_update) if first_update is not None else 0.0,
                     "qat": p.qat.active,
                     "observers_frozen": p.qat.observers_frozen,
                     "bn_frozen": p.qat.bn_frozen,
                 }
             )
         return rows
+
+    def _first_update(self, first: int, last: int) -> Optional[int]:
+        r = self._update_steps
+        if r is None:
+            return None
+        k = max(0, -(-(first - r.start) // r.step))
+        return r[k] if k < len(r) and r[k] <= last else None
 
     def phase_name_at(self, step: int) -> str:
         """The phase name alone (cheaper than ``at``): dense / compressed / qat."""

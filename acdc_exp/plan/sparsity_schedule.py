@@ -29,6 +29,21 @@ class SparsitySchedule:
 
     # the plan's lr ramp at the start of each dense phase after a compressed one (AC/DC's)
     dense_phase_warmup_epochs: float = 0.0
+    # update steps compute the dense gradient of the pruned weights (RigL's grow; FLOPs count it)
+    dense_gradient: bool = False
+
+    def bind(self, steps_per_epoch: int, total_steps: int) -> "SparsitySchedule":
+        """The schedule for a run of ``total_steps`` steps; one counted in epochs needs neither."""
+        return self
+
+    def update_steps(self) -> Optional[range]:
+        """The steps that update masks, for a schedule counted in steps (RigL); None: the
+        update epochs say it (the first step at or past each)."""
+        return None
+
+    def drop_fraction(self, step: int) -> float:
+        """The fraction of active weights an update at ``step`` replaces (dynamic methods)."""
+        return 0.0
 
     def phase(self, epoch: float) -> str:
         return DENSE

@@ -30,6 +30,7 @@ from acdc_exp.plan import StepPlan
 from acdc_exp.plan.sparsity_schedule import COMPRESSED
 from acdc_exp.records import MaskUpdate
 from acdc_exp.sparsity.masks import compute_mask
+from acdc_exp.sparsity.rank_agreement import check_ranks_agree
 from acdc_exp.sparsity.selection import select_parameters
 from acdc_exp.sparsity.stale_momentum import StaleMomentum
 
@@ -130,6 +131,13 @@ class Sparsifier:
     # One multiply per weight by a float 0/1 mask, batched with _foreach_mul_ (torch.optim's own
     # primitive): a bool masked_fill_ costs several times more on CPU (hook_pass_forms_median_s
     # in bench/results/step_overhead.json). A pruned negative weight becomes -0.0, which is == 0.
+    def update_after_backward(self, p: StepPlan) -> Optional[MaskUpdate]:
+        """A mask update that reads this step's dense gradients (RigL's grow), made after the
+        backward pass and before the gradients are masked. It takes the place of the step's
+        optimizer step: its record comes back and the step skips the optimizer. None: no such
+        update (every method that recomputes masks from the weights alone, in ``begin_step``)."""
+        return None
+
     @torch.no_grad()
     def mask_gradients(self) -> None:
         if not self._keep:
@@ -187,9 +195,16 @@ class Sparsifier:
     @torch.no_grad()
     def _recompute(self, p: StepPlan) -> MaskUpdate:
         weights = [self._params[n].detach() for n in self.names]
-        masks = [m.bool() for m in self.mask_rule(weights, p.masks.sparsity)]
-        # all ranks must hold identical masks: weights are identical under DDP, and the
-        # mask functions break ties deterministically, so no broadcast is needed here
+        return self._replace_masks(p, self.mask_rule(weights, p.masks.sparsity))
+
+    @torch.no_grad()
+    def _replace_masks(self, p: StepPlan, masks: List[torch.Tensor]) -> MaskUpdate:
+        """Put ``masks`` (one per selected weight, in ``names`` order) in force, check that every
+        rank computed the same ones, and say what changed."""
+        masks = [m.bool() for m in masks]
+        # every rank must hold identical masks; the weights are identical under DDP and the mask
+        # functions break ties deterministically, and the checksum proves it at every update
+        checksum = check_ranks_agree(self.names, masks, p.step)
         reference = self.masks if self.masks is not None else self.last_masks
         self._set_masks(dict(zip(self.names, masks)))
         new = self.masks
@@ -198,7 +213,7 @@ class Sparsifier:
         layer = {n: 1.0 - m.float().mean().item() for n, m in new.items()}
         total = sum(m.numel() for m in new.values())
         kept = sum(int(m.sum().item()) for m in new.values())
-        update = MaskUpdate(p.step, p.epoch, p.masks.sparsity, layer, 1.0 - kept / max(total, 1))
+        update = MaskUpdate(p.step, p.epoch, p.masks.sparsity, layer, 1.0 - kept / max(total, 1), checksum=checksum)
         if reference is not None:
             diffs = {n: (new[n] != reference[n]).float().mean().item() for n in new}
             update.layer_changed = diffs

@@ -6,7 +6,9 @@ here is a multiply or an add, so one multiply-add is 2 FLOPs). A pruned layer co
 non-zero weights' share of its dense count. Training counts forward plus backward per image,
 backward as twice the forward at the same density (gradients of activations and of the kept
 weights), each step at the density its phase holds: dense phases dense, compressed phases and
-GMP's ramp at the sparsity in force (``StepPlan.masks.sparsity``).
+GMP's ramp at the sparsity in force (``StepPlan.masks.sparsity``). A RigL update step reads the
+dense gradient of every weight, so its weight-gradient half of the backward is counted dense
+(``StepPlan.masks.dense_gradient``): 2 sparse forwards and 1 dense, the RigL paper's count.
 """
 
 from __future__ import annotations
@@ -95,12 +97,14 @@ def training_flops(
             cache[key] = forward_flops(macs_at(res), step_densities(layer_sparsity, target, at.masks.sparsity))
         if (0.0, res) not in cache:
             cache[(0.0, res)] = forward_flops(macs_at(res), {})
-        total += cache[key]
-        dense += cache[(0.0, res)]
-    scale = per_step * global_batch
+        if at.masks.dense_gradient:  # forward and activation gradients sparse, weight gradients dense
+            total += (per_step - 1) * cache[key] + cache[(0.0, res)]
+        else:
+            total += per_step * cache[key]
+        dense += per_step * cache[(0.0, res)]
     return {
-        "training_flops": total * scale,
-        "training_flops_dense": dense * scale,
+        "training_flops": total * global_batch,
+        "training_flops_dense": dense * global_batch,
         "training_flops_ratio": total / dense if dense else 1.0,
     }
 

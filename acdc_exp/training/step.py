@@ -4,7 +4,8 @@ changes all three, so no benchmark can go on measuring another step.
 
     lr / wd from the plan; sparsifier.begin_step(p); QAT starts when the plan says so;
     quantizer.begin_step(p); forward + loss under the precision's autocast; backward through
-    the loss scaler; sparsifier.mask_gradients(); optimizer step; sparsifier.end_step()
+    the loss scaler; sparsifier.update_after_backward(p) (RigL's update, which replaces the
+    optimizer step); sparsifier.mask_gradients(); optimizer step; sparsifier.end_step()
 """
 
 from __future__ import annotations
@@ -78,9 +79,14 @@ def train_step(
     parts.optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()
     with timer("mask_gradients"):
+        # RigL's update reads the dense gradients and takes the optimizer step's place
+        regrown = parts.sparsifier.update_after_backward(p)
         parts.sparsifier.mask_gradients()
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
+    if regrown is None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    elif on_mask_update is not None:
+        on_mask_update(regrown)
     with timer("end_step"):
         parts.sparsifier.end_step()
     return loss.detach(), logits.detach()

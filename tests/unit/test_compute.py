@@ -47,3 +47,20 @@ def test_gmp_training_flops_follow_the_ramp() -> None:
     per_step = [2 * (conv * (1 - s) + fc) for s in in_force]
     assert out["training_flops"] == pytest.approx(3 * 10 * sum(per_step))
     assert out["training_flops_ratio"] == pytest.approx(sum(per_step) / (8 * 2 * (conv + fc)))
+
+
+def test_rigl_update_steps_count_the_dense_weight_gradient() -> None:
+    """RigL at 0.5 over 2 epochs of 5 steps, an update every 2 steps before T_end = 7: steps 0,
+    2, 4, 6 cost 2 sparse forwards and 1 dense (the dense gradient), the others 3 sparse; SET's
+    random grow reads no gradient, so all its steps are sparse."""
+    overrides = ["sparsity=rigl", "trainer.epochs=2", "sparsity.sparsity=0.5", "sparsity.delta_t=2", "sparsity.end_fraction=0.75"]
+    conv, fc = 6912, 2560
+    sparse, dense = 2 * (conv * 0.5 + fc), 2 * (conv + fc)
+    for grow, dense_steps in (("gradient", 4), ("random", 0)):
+        plan = Plan.from_config(finalize(compose_config([*overrides, f"sparsity.grow={grow}"])), steps_per_epoch=5)
+        assert [s for s in range(10) if plan.at(s).masks.update] == [0, 2, 4, 6]
+        assert sum(plan.at(s).masks.dense_gradient for s in range(10)) == dense_steps
+        out = run_compute(_tiny(), plan, lambda epoch: 8, 8, {"0.weight": 0.5}, 0.5, global_batch=10, steps=10)
+        expected = dense_steps * (2 * sparse + dense) + (10 - dense_steps) * 3 * sparse
+        assert out["training_flops"] == pytest.approx(10 * expected)
+        assert out["training_flops_ratio"] == pytest.approx(expected / (10 * 3 * dense))
