@@ -170,6 +170,13 @@ BEFORE_THE_RUN = [
     (["logger.project=demo"], "Key 'project' is not in struct"),
     (["experiment=resnet50_imagenet_acdc85_quant", "lr_schedule.peak_lr=0.3"], "Key 'peak_lr' is not in struct"),
     (["quantization.start_epoch=3"], "Key 'start_epoch' is not in struct"),
+    # RigL's own values, and an AC/DC key on it
+    (["sparsity=rigl", "sparsity.distribution=erdos"], "sparsity.distribution='erdos' is not allowed; allowed: uniform, erk"),
+    (["sparsity=rigl", "sparsity.grow=momentum"], "sparsity.grow='momentum' is not allowed; allowed: gradient, random"),
+    (["sparsity=rigl", "sparsity.delta_t=0"], "sparsity.delta_t=0 is not allowed; allowed: an integer >= 1"),
+    (["sparsity=rigl", "sparsity.end_fraction=1.5"], "sparsity.end_fraction=1.5 is out of range"),
+    (["sparsity=rigl", "sparsity.sparsity=1.0"], "allowed: 0 <= sparsity < 1"),
+    (["sparsity=rigl", "sparsity.update_frequency=2"], "Key 'update_frequency' is not in struct"),
 ]
 
 

@@ -62,3 +62,39 @@ def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
     sharded = load_state(ddp_dir / "checkpoints" / "final.pt")["metrics"]
     assert alone["samples"] == sharded["samples"]
     assert alone["top1"] == sharded["top1"] == summary["final_top1"]
+
+
+def _torchrun(runs_root, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [cli("torchrun"), "--standalone", "--nproc_per_node=2", "-m", "acdc_exp.cli.train", *small_overrides(runs_root)]
+        + list(overrides),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+
+
+# one epoch of 22 steps; RigL updates at steps 0, 5, 10, 15 (T_end = 16)
+RIGL_DDP = ["sparsity=rigl", "trainer.epochs=1", "sparsity.delta_t=5", "trainer.device=cpu", "trainer.resume=never"]
+
+
+def test_rigl_masks_agree_on_both_ranks_and_a_rank_seeded_apart_stops_the_run(tmp_path):
+    agree = _torchrun(tmp_path / "agree", *RIGL_DDP, "logger=console")
+    assert agree.returncode == 0, agree.stderr[-3000:]
+    # every mask computation compared the ranks' checksums before it went on (rank 0 logs)
+    checked = [line for line in agree.stdout.splitlines() if line.startswith("[masks]")]
+    assert [line.split(" step ")[1].split(":")[0] for line in checked] == ["0", "0", "5", "10", "15"]
+    assert all(" checksum " in line for line in checked)
+    summary = json.loads(next((tmp_path / "agree").glob("*/*/summary.json")).read_text())
+    assert summary["ranks_identical"] is True and summary["world_size"] == 2
+
+    # each rank seeds its masks with its own rank: the checksums differ at the first masks
+    split = _torchrun(tmp_path / "split", *RIGL_DDP, "sparsity.seed=${oc.env:RANK}")
+    assert split.returncode != 0
+    said = [line for line in (split.stdout + split.stderr).splitlines() if line.startswith("acdc-train: error:")]
+    assert len(said) == 1, split.stderr[-3000:]
+    assert said[0].startswith("acdc-train: error: the ranks computed different masks at step 0: first layer that differs: ")
+    assert "layer1.0.conv1.weight" in said[0]
+    assert not list((tmp_path / "split").glob("*/*/checkpoints/*.pt"))  # nothing written

@@ -182,3 +182,31 @@ def test_epoch_table_marks_the_epochs_whose_steps_update_masks(overrides, steps_
     per_step = [any(plan.at(s).masks.update for s in range(e * spe, (e + 1) * spe)) for e in range(plan.epochs)]
     assert [row["mask_update"] for row in plan.epoch_table()] == per_step
     assert any(per_step)
+
+
+def test_rigl_updates_every_delta_t_steps_before_t_end_with_the_cosine_drop_fraction():
+    from acdc_exp.cli.schedule import format_table
+    from acdc_exp.sparsity.methods.rigl import RiglSchedule
+
+    # 10 epochs of 30 steps: T_end = int(0.75 * 300) = 225; an update every 20 steps before it
+    plan = Plan(
+        epochs=10,
+        steps_per_epoch=30,
+        lr_segments=[LRSegment("constant", 0.0, None, 0.1)],
+        weight_decay=0.0,
+        sparsity=RiglSchedule(0.9, delta_t=20, alpha=0.3, end_fraction=0.75),
+    )
+    steps = [plan.at(s) for s in range(plan.total_steps)]
+    assert [p.step for p in steps if p.masks.update] == list(range(0, 225, 20))
+    assert all(p.masks.phase == "compressed" and p.masks.sparsity == 0.9 for p in steps)
+    fractions = {p.step: p.masks.drop_fraction for p in steps if p.masks.update}
+    assert fractions[0] == 0.3 and fractions[220] == pytest.approx(0.15 * (1 + math.cos(math.pi * 220 / 225)))
+    assert all(a > b for a, b in zip(list(fractions.values()), list(fractions.values())[1:]))  # decays
+    assert all(p.masks.drop_fraction == 0.0 and not p.masks.dense_gradient for p in steps if not p.masks.update)
+    assert all(p.masks.dense_gradient for p in steps if p.masks.update)
+    # per epoch: how many updates, and the first one's fraction (acdc-schedule's masks column)
+    table = plan.epoch_table()
+    assert [r["mask_updates"] for r in table] == [2, 1, 2, 1, 2, 1, 2, 1, 0, 0]
+    assert table[1]["drop_fraction"] == fractions[40] and table[8]["drop_fraction"] == 0.0
+    shown = format_table(plan).splitlines()
+    assert "2x f=0.300" in shown[1] and "1x f=" in shown[2] and "x f=" not in shown[9]

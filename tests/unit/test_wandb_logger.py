@@ -109,6 +109,8 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
         0.78,
         changed_fraction=0.1,
         layer_changed={LAYERS[0]: 0.12, LAYERS[1]: 0.05},
+        drop_fraction=0.15,  # as a RigL update logs it
+        checksum="0a1b2c3d",
     )
     lg.log_mask_update(second, 8)
     curve = plot_training_curve(
@@ -167,6 +169,10 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
         {"param": LAYERS[0], "sparsity": pytest.approx(0.8), "mask_changed": pytest.approx(0.12)},
         {"param": LAYERS[1], "sparsity": pytest.approx(0.75), "mask_changed": pytest.approx(0.05)},
     ]
+    # the fraction of each layer's mask the update changed, and RigL's drop fraction f(t)
+    assert row8["sparsity/layer_changed/layer1_0_conv1"] == pytest.approx(0.12)
+    assert row8["sparsity/layer_changed/layer2_0_downsample_0"] == pytest.approx(0.05)
+    assert row8["sparsity/drop_fraction"] == pytest.approx(0.15) and "sparsity/drop_fraction" not in row4
     assert run.media_file(row8["sparsity/layers_chart"]).suffix == ".png"
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "layer_sparsity_step00000004.png",
@@ -174,6 +180,7 @@ def test_synthetic_acdc_sequence_round_trips(tmp_path: Path, monkeypatch):
     ]
     updates = run.load_table(run.summary["sparsity/updates"])
     assert [u["mask_changed"] for u in updates] == [None, pytest.approx(0.1)]
+    assert [(u["drop_fraction"], u["checksum"]) for u in updates] == [(None, None), (pytest.approx(0.15), "0a1b2c3d")]
     assert run.media_file(run.summary["plots/training_curve"]).stat().st_size > 1000
 
     # x axes: epoch for val and sparsity, the optimizer step for train and schedule
