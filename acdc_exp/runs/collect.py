@@ -1,7 +1,8 @@
 """Collect a multirun sweep: every run's summary.json -> one table and one plot.
 
-Runs are grouped by (method, mask type, sparsity); seeds are averaged (mean and standard
-deviation), so a seeds sweep reads as error bars.
+Runs are grouped by (method, mask type, sparsity), the method as its label tells it (RigL's
+``rigl-erk`` and ``rigl-uniform`` apart); seeds are averaged (mean and standard deviation), so
+a seeds sweep reads as error bars.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def aggregate(summaries: List[dict]) -> List[Row]:
     for s in summaries:
         if s.get("interrupted"):
             continue
-        method = s.get("method", "?")
+        method = s.get("method_label") or s.get("method", "?")  # RigL's layer distributions apart
         sparsity = float(s.get("sparsity_target", 0.0))
         key = (method, s.get("mask_type", "?") if sparsity else "-", round(sparsity, 6))
         row = rows.setdefault(key, Row(key[0], key[1], key[2], {}, []))

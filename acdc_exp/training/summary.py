@@ -70,6 +70,7 @@ def build_summary(
     summary: Dict[str, Any] = dict(
         experiment=cfg.experiment_name,
         method=method.name,
+        method_label=method.label,
         mask_type=method.mask_type,
         seed=int(cfg.seed),
         epochs=epochs,

@@ -33,6 +33,12 @@ class SparsityMethod:
         return variant_name(target_of(type(self)))
 
     @property
+    def label(self) -> str:
+        """The method as tables and plots tell its runs apart (``acdc-sweep-collect``): its name,
+        plus the choices that make another method of it (RigL's layer distribution)."""
+        return self.name
+
+    @property
     def target_sparsity(self) -> float:
         return 0.0
 

@@ -168,6 +168,11 @@ class Rigl(SparsityMethod):
             raise ConfigError(f"sparsity.end_fraction={cfg.end_fraction} is out of range; allowed: 0 <= end_fraction <= 1")
 
     @property
+    def label(self) -> str:
+        """``rigl-erk``, ``rigl-uniform``; SET (random grow) as ``set-erk``, ``set-uniform``."""
+        return f"{'rigl' if self.cfg.grow == 'gradient' else 'set'}-{self.cfg.distribution}"
+
+    @property
     def target_sparsity(self) -> float:
         return float(self.cfg.sparsity)
 
