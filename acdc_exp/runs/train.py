@@ -48,8 +48,6 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
             print(f"[skip] {run_dir} already finished this run (summary.json, matching checkpoint): nothing to do", flush=True)
         shutdown(dist)
         return done or {"skipped": True, "run_dir": str(run_dir)}
-    if dist.is_main:
-        (run_dir / layout.SUMMARY).unlink(missing_ok=True)  # a summary from an earlier training of this dir is stale now
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(int(cfg.seed))
     data = build_data(
@@ -76,6 +74,8 @@ def run_training(cfg: DictConfig, overrides: Optional[List[str]] = None) -> Dict
     state = ckpt.load(resume_path) if resume_path else None
     # before the logger starts: a refused resume opens no W&B run
     resume_note = check_same_run(state, cfg, str(resume_path), force=bool(tcfg.resume_force)) if state else None
+    if dist.is_main:  # this run trains here now: a summary of an earlier training of the dir is stale
+        (run_dir / layout.SUMMARY).unlink(missing_ok=True)
     logger = build_logger(
         cfg.logger,
         run_dir=run_dir,
