@@ -211,6 +211,34 @@ QAT_RUN = [
     "quantization.freeze_bn_stats_epoch=5.5",
 ]
 
+# QAT_RUN logged to W&B offline: one run that test_qat_train and test_deployment both read
+DEPLOY_RUN = [
+    *QAT_RUN,
+    "logger=wandb",
+    "logger.mode=offline",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "data.num_workers=1",
+]
+
+
+@pytest.fixture(scope="session")
+def qat_run(tmp_path_factory):
+    """DEPLOY_RUN trained once per session (the logger does not change what is trained)."""
+    from omegaconf import open_dict
+
+    from acdc_exp.config.compose import compose_config, finalize
+    from acdc_exp.runs.train import run_training
+
+    run_dir = tmp_path_factory.mktemp("qat_run") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_DATA_DIR", str(run_dir.parent / "wandb_data"))
+        cfg = finalize(compose_config(DEPLOY_RUN), DEPLOY_RUN)
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(run_dir)
+        summary = run_training(cfg, DEPLOY_RUN)
+    return run_dir, summary
+
 
 # 3 short epochs: dense [0,1), compressed [1,2) (mask recomputed again at end_epoch 2), compressed after
 ACDC_SHORT = [
@@ -221,3 +249,12 @@ ACDC_SHORT = [
     "sparsity.update_frequency=1",
     "sparsity.sparsity=0.8",
 ]
+
+
+@pytest.fixture(scope="session")
+def acdc_short(tmp_path_factory):
+    """One uninterrupted ACDC_SHORT run, (run dir, summary): the reference resumed runs must
+    reach, the pair the evaluation test reads, the one process a DDP run is compared with
+    (none of them writes to it)."""
+    run = tmp_path_factory.mktemp("acdc_short") / "run"
+    return run, train(ACDC_SHORT, run)

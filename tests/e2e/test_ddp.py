@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 
-from conftest import ACDC_SHORT, REPO, cli, evaluate_checkpoint, load_state, small_overrides, train
+from conftest import ACDC_SHORT, REPO, cli, evaluate_checkpoint, load_state, small_overrides
 
 COMMON = [*ACDC_SHORT, "trainer.device=cpu", "trainer.resume=never"]
 
 
-def test_gloo_ddp_two_ranks_agree_and_match_one_process(tmp_path):
-    single = train(COMMON + ["data.batch_size=64"], tmp_path / "single")
+def test_gloo_ddp_two_ranks_agree_and_match_one_process(acdc_short, tmp_path):
+    single = acdc_short[1]  # ACDC_SHORT in one process, with the same global batch (64)
     runs_root = tmp_path / "runs"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # no hydra.run.dir: the ranks compose their configs apart in time, yet share one run dir

@@ -15,32 +15,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import QAT_RUN, one_error_line, run_cli
-from omegaconf import open_dict
+from conftest import one_error_line, run_cli
 from test_export import pruned, qat
 from wandb_records import read_run
 
-from acdc_exp.config.compose import compose_config, finalize
 from acdc_exp.deploy.deepsparse_runner import deepsparse_predict, deepsparse_python, run_deepsparse
 from acdc_exp.deploy.export import export_member
 from acdc_exp.deploy.onnx_check import ort_session
 from acdc_exp.deploy.onnx_compat import DEFAULT_OPSET, OnnxVersions
 from acdc_exp.errors import ConfigError
-from acdc_exp.runs.train import run_training
 
 needs_deepsparse = pytest.mark.skipif(deepsparse_python() is None, reason="DeepSparse venv not set up (make deepsparse)")
 # the loaders DeepSparse 1.8 bundles (its ONNX Runtime): IR <= 9, ai.onnx opset <= 19
 DEEPSPARSE_MAX_IR, DEEPSPARSE_MAX_OPSET = 9, 19
-
-# AC/DC at 90% then QAT on digits (conftest's QAT_RUN schedule), logged to W&B offline
-DEPLOY_RUN = [
-    *QAT_RUN,
-    "logger=wandb",
-    "logger.mode=offline",
-    "trainer.num_threads=1",
-    "trainer.progress=false",
-    "data.num_workers=1",
-]
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -131,18 +118,6 @@ def test_deepsparse_outputs_match_onnxruntime(exported, tmp_path):
     want = sess.run(None, {sess.get_inputs()[0].name: images})[0].argmax(1)
     got = deepsparse_predict([Path(f.path)], images, threads=1, batch=8, workdir=tmp_path)
     assert got["files"][f.path]["predictions"] == [int(c) for c in want]
-
-
-@pytest.fixture(scope="module")
-def qat_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("deploy_run") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WANDB_DATA_DIR", str(run_dir.parent / "wandb_data"))
-        cfg = finalize(compose_config(DEPLOY_RUN), DEPLOY_RUN)
-        with open_dict(cfg):
-            cfg.paths.run_dir = str(run_dir)
-        summary = run_training(cfg, DEPLOY_RUN)
-    return run_dir, summary
 
 
 def test_benchmark_cli_on_a_digits_run(qat_run, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import evaluate_checkpoint, load_state, run_cli, small_overrides
+from conftest import cli, evaluate_checkpoint, load_state, run_cli, small_overrides
 
 TOY = Path(__file__).resolve().parents[1] / "support" / "toy"
 EPOCHS, STOP = 2, 30  # digits: 22 steps per epoch; the one-shot prune at epoch 1 (step 22), stop after it
@@ -44,9 +44,17 @@ def runs(tmp_path_factory):
     """A run stopped at step 30 (after the prune) and resumed to its end, and the same run uninterrupted."""
     root = tmp_path_factory.mktemp("extending")
     resumed, whole = root / "resumed", root / "whole"
-    assert "stopped at step 30" in _train(resumed, f"trainer.max_steps={STOP}").stdout
-    _train(resumed)
-    _train(whole)
+    # the uninterrupted run beside the stop and the resume: one torch thread each, two CPUs
+    args = [*small_overrides(), *TOY_RUN, f"hydra.run.dir={whole}"]
+    beside = subprocess.Popen([cli("acdc-train"), *args], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "stopped at step 30" in _train(resumed, f"trainer.max_steps={STOP}").stdout
+        _train(resumed)
+        out, _ = beside.communicate(timeout=600)
+    finally:
+        if beside.poll() is None:
+            beside.kill()
+    assert beside.returncode == 0, out[-3000:]
     return resumed, whole
 
 

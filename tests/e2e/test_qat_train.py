@@ -7,24 +7,9 @@ import json
 
 import pytest
 import torch
-from conftest import (
-    AVX2_INT8_KERNELS,
-    QAT_RUN,
-    assert_same_final_weights,
-    int8_vs_qat,
-    load_state,
-    one_error_line,
-    run_cli,
-    train,
-)
+from conftest import AVX2_INT8_KERNELS, assert_same_final_weights, int8_vs_qat, load_state, one_error_line, run_cli, train
 
-
-@pytest.fixture(scope="module")
-def qat_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("qat") / "run"
-    run_dir.mkdir()
-    summary = train(QAT_RUN, run_dir)
-    return run_dir, summary
+# qat_run: conftest's QAT_RUN (logged to W&B offline), trained once per session
 
 
 def test_qat_keeps_top1_of_the_sparse_float_model(qat_run):

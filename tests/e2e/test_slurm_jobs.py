@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_same_final_weights, cli, run_cli, train
+from conftest import REPO, assert_same_final_weights, cli, run_cli, small_overrides
 from slurm_support import wait_for_file
 
 pytestmark = pytest.mark.slurm
@@ -57,6 +57,16 @@ def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_p
         text=True,
         cwd=REPO,
     )
+    # the same run, uninterrupted, beside the job (it holds one of the two CPUs)
+    reference = tmp_path / "reference"
+    own = [o for o in longer if "num_threads" not in o and "progress" not in o]
+    beside = subprocess.Popen(
+        [cli("acdc-train"), *small_overrides(), *own, "sparsity.sparsity=0.9", f"hydra.run.dir={reference}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     try:
         job_id = _job_id(sweep_dir)
         last = sweep_dir / "0" / "checkpoints" / "last.pt"
@@ -68,16 +78,16 @@ def test_scontrol_requeue_resumes_to_the_same_final_weights(slurm_cluster, tmp_p
             time.sleep(1)
         assert rq.returncode == 0, rq.stderr
         out, _ = hydra.communicate(timeout=900)
+        reference_log, _ = beside.communicate(timeout=600)
     finally:
-        if hydra.poll() is None:
-            hydra.kill()
+        for proc in (hydra, beside):
+            if proc.poll() is None:
+                proc.kill()
     assert hydra.returncode == 0, out[-3000:]
+    assert beside.returncode == 0, reference_log[-3000:]
     summary = json.loads((sweep_dir / "0" / "summary.json").read_text())
     assert summary["resumed_at_steps"], "the requeued job did not resume from its checkpoint"
     assert summary["epochs"] == 8 and summary["steps"] == 8 * (summary["steps"] // 8)
-    # the same run, uninterrupted, in this process
-    reference = tmp_path / "reference"
-    train([o for o in longer if "num_threads" not in o and "progress" not in o] + ["sparsity.sparsity=0.9"], reference)
     assert_same_final_weights(reference, sweep_dir / "0")
 
 

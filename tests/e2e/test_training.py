@@ -19,12 +19,7 @@ def test_dense_run_on_digits_learns(run_dir):
     assert (run_dir / "training_curve.png").stat().st_size > 1000
 
 
-@pytest.fixture(scope="module")
-def acdc_short(tmp_path_factory):
-    """One uninterrupted ACDC_SHORT run, (run dir, summary): the reference the resumed runs
-    must reach, and the pair the evaluation test reads (none of them writes to it)."""
-    run = tmp_path_factory.mktemp("acdc_short") / "run"
-    return run, train(ACDC_SHORT, run)
+# acdc_short: conftest's session run of ACDC_SHORT (test_ddp compares its 2-rank run with it)
 
 
 def test_resume_from_epoch1_checkpoint_matches_uninterrupted(acdc_short, tmp_path):
