@@ -83,7 +83,10 @@ def guarded(prog: str, fn: Callable[[], object]) -> object:
         return fn()
     except AcdcError as exc:
         if getattr(exc, "every_rank", False) and os.environ.get("RANK", "0") != "0":
-            sys.exit(2)  # every rank found it at the same collective: rank 0 says it once
+            # every rank found it at the same collective: rank 0 says it and exits non-zero; the
+            # others exit 0, as torchrun and srun stop the remaining tasks when one fails, which
+            # could cut rank 0 off before its line (preemption leaves the same way)
+            sys.exit(0)
         die(prog, str(exc))
     except KeyboardInterrupt:
         die(prog, "interrupted", 130)

@@ -218,12 +218,15 @@ class WandbLogger(Logger):
             row[f"sparsity/layer/{layer_key(name)}"] = float(value)
         for name, value in update.layer_changed.items():
             row[f"sparsity/layer_changed/{layer_key(name)}"] = float(value)
-        table = wandb.Table(columns=["param", "sparsity", "mask_changed"])
-        for name, value in update.layer_sparsity.items():
-            table.add_data(name, float(value), update.layer_changed.get(name))
-        row["sparsity/layers"] = table
-        png = plot_layer_sparsity(update, self.plots_dir / f"layer_sparsity_step{int(step):08d}.png")
-        row["sparsity/layers_chart"] = wandb.Image(str(png), caption=f"epoch {update.epoch:.2f}")
+        if update.drop_fraction is None:
+            # a table and a chart per recompute; RigL's frequent updates (hundreds on ImageNet) log
+            # their scalars only: a chart each would stall rank 0 and fill plots/
+            table = wandb.Table(columns=["param", "sparsity", "mask_changed"])
+            for name, value in update.layer_sparsity.items():
+                table.add_data(name, float(value), update.layer_changed.get(name))
+            row["sparsity/layers"] = table
+            png = plot_layer_sparsity(update, self.plots_dir / f"layer_sparsity_step{int(step):08d}.png")
+            row["sparsity/layers_chart"] = wandb.Image(str(png), caption=f"epoch {update.epoch:.2f}")
         self._log(row, step)
 
     def log_image(self, key: str, path: Path, step: Optional[int] = None) -> None:

@@ -3,8 +3,8 @@ every mask computation (AC/DC's and GMP's recomputes, RigL's start and updates).
 
 Under DDP the ranks' weights are identical and the mask functions break ties by index, so the
 masks must agree; a rank whose seed, tie-break or data differs would otherwise train another
-sparse model in silence while DDP averages its gradients into everyone's. One collective of one
-integer per layer: cheap next to the mask computation itself.
+sparse model in silence while DDP averages its gradients into everyone's. One all-reduce of two
+integers per layer: cheap next to the mask computation itself.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ _MOD = 2147483647
 
 class MaskMismatchError(AcdcError):
     """Ranks computed different masks. Every rank finds it at the same collective, so only
-    rank 0 says it (``every_rank``: the command-line tools print it once)."""
+    rank 0 says it (``every_rank``: the command-line tools print it once from rank 0, and the
+    other ranks leave quietly with 0, so the launcher waits for rank 0's line)."""
 
     every_rank = True
 
@@ -43,6 +44,8 @@ def check_ranks_agree(names: Sequence[str], masks: Sequence[Tensor], step: int) 
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         both = torch.cat([local, -local])  # one MAX gives the largest and (negated) the smallest
+        if dist.get_backend() == "nccl" and both.device.type != "cuda":  # NCCL reduces CUDA tensors only
+            both = both.to(torch.device("cuda", torch.cuda.current_device()))
         dist.all_reduce(both, op=dist.ReduceOp.MAX)
         differ: List[int] = torch.nonzero(both[: len(masks)] != -both[len(masks) :]).squeeze(1).tolist()
         if differ:

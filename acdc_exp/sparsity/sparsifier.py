@@ -128,9 +128,6 @@ class Sparsifier:
             self._enter_dense_phase()
         return None
 
-    # One multiply per weight by a float 0/1 mask, batched with _foreach_mul_ (torch.optim's own
-    # primitive): a bool masked_fill_ costs several times more on CPU (hook_pass_forms_median_s
-    # in bench/results/step_overhead.json). A pruned negative weight becomes -0.0, which is == 0.
     def update_after_backward(self, p: StepPlan) -> Optional[MaskUpdate]:
         """A mask update that reads this step's dense gradients (RigL's grow), made after the
         backward pass and before the gradients are masked. It takes the place of the step's
@@ -138,6 +135,9 @@ class Sparsifier:
         update (every method that recomputes masks from the weights alone, in ``begin_step``)."""
         return None
 
+    # One multiply per weight by a float 0/1 mask, batched with _foreach_mul_ (torch.optim's own
+    # primitive): a bool masked_fill_ costs several times more on CPU (hook_pass_forms_median_s
+    # in bench/results/step_overhead.json). A pruned negative weight becomes -0.0, which is == 0.
     @torch.no_grad()
     def mask_gradients(self) -> None:
         if not self._keep:

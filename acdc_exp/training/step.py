@@ -78,6 +78,11 @@ def train_step(
         loss = parts.criterion(logits, labels)
     parts.optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()
+    # RigL's grow reads true gradients: unscaled, with the loss scaler's overflow check made
+    # (an fp16 overflow on an update step skips the update, as the scaler skips the step)
+    unscaled = p.masks.dense_gradient and parts.scaler.is_enabled()
+    if unscaled:
+        parts.scaler.unscale_(parts.optimizer)
     with timer("mask_gradients"):
         # RigL's update reads the dense gradients and takes the optimizer step's place
         regrown = parts.sparsifier.update_after_backward(p)
@@ -85,8 +90,11 @@ def train_step(
     if regrown is None:
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
-    elif on_mask_update is not None:
-        on_mask_update(regrown)
+    else:
+        if unscaled:
+            parts.scaler.update()  # the scale grows or backs off on this step's check, as on any step
+        if on_mask_update is not None:
+            on_mask_update(regrown)
     with timer("end_step"):
         parts.sparsifier.end_step()
     return loss.detach(), logits.detach()

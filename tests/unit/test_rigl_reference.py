@@ -7,8 +7,10 @@ decay, the update that replaces the optimizer step).
 The transcription keeps the reference's representation, raw weights and a separate 0/1 mask,
 the forward pass on ``weights * mask``, and does its sorting in NumPy; the project zeroes pruned
 weights in place. Both must agree on every mask and every effective weight, at every step.
-Two documented departures are transcribed as the project makes them: no N(0, 1e-5) noise on
-the drop scores (ties go to the lower index, TF top_k's order), and no update at T_end itself.
+Three documented departures are transcribed as the project makes them: no N(0, 1e-5) noise on
+the drop scores (ties go to the lower index, TF top_k's order), no update at T_end itself, and
+SET (grow=random) in RigL's order, its update in place of the optimizer step (the reference's SET
+steps first, then updates).
 A third is kept out of the runs: an active weight at exactly 0 ties with the inactive ones, and
 where such a tie keeps an inactive place, the reference revives the raw value it still stores
 there while the project has 0 (no stored value); the grid below has no zero.
@@ -242,3 +244,51 @@ def test_rigl_steps_equal_the_reference_weight_for_weight(distribution, grow, sp
     update_steps = [u.step for u in updates_seen if u.drop_fraction is not None]
     assert update_steps == list(range(0, end_step, DELTA_T)) and len(update_steps) == 8
     assert all(0.0 < u.changed_fraction < 0.5 for u in updates_seen if u.drop_fraction)
+
+
+def test_under_loss_scaling_an_update_reads_true_gradients_and_an_overflow_skips_it():
+    """fp16 training scales the loss: an update step unscales first (the grow scores are the true
+    gradients, the scaler's overflow check is made), and an overflowed step updates nothing and
+    takes no optimizer step while the scale backs off, as the scaler does on any step."""
+    torch.set_num_threads(1)
+    model = _net()
+    sparsifier = RiglSparsifier(model, params=PARAMS, sparsity=0.7, distribution="uniform", grow="gradient", seed=SEED)
+    parts = Parts(model, sparsifier)
+    parts.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    plan = Plan(
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        lr_segments=[LRSegment("constant", 0.0, None, LR)],
+        weight_decay=WD,
+        sparsity=RiglSchedule(0.7, DELTA_T, ALPHA, END_FRACTION),
+    )
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(16, 2, 6, 6, generator=g), torch.randint(0, 5, (16,), generator=g)
+    sparsifier.begin_step(plan.at(0))
+    start = {n: m.clone() for n, m in sparsifier.masks.items()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    overflow = x.clone()
+    overflow[0, 0, 0, 0] = float("inf")
+    updates = []
+    train_step(parts, overflow, y, plan.at(0), on_mask_update=updates.append)
+    assert updates == [] and parts.scaler.get_scale() == 512.0
+    assert all(torch.equal(sparsifier.masks[n], start[n]) for n in PARAMS)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # no step
+
+    train_step(parts, x, y, plan.at(0), on_mask_update=updates.append)
+    assert len(updates) == 1 and updates[0].drop_fraction == ALPHA and parts.scaler.get_scale() == 512.0
+    for n, p in model.named_parameters():
+        if n in PARAMS:
+            kept = start[n] & sparsifier.masks[n]
+            assert not torch.equal(sparsifier.masks[n], start[n])
+            assert torch.equal(p[kept], before[n][kept]) and bool((p[~sparsifier.masks[n]] == 0).all())
+        else:
+            assert torch.equal(p, before[n])  # the update took the step's place: no SGD step
+    # the grow scores were the unscaled gradients: what a step without loss scaling grows
+    plain = _net()
+    reference = RiglSparsifier(plain, params=PARAMS, sparsity=0.7, distribution="uniform", grow="gradient", seed=SEED)
+    plain_parts = Parts(plain, reference)
+    reference.begin_step(plan.at(0))
+    train_step(plain_parts, x, y, plan.at(0))
+    assert all(torch.equal(reference.masks[n], sparsifier.masks[n]) for n in PARAMS)

@@ -118,13 +118,16 @@ class RiglSparsifier(Sparsifier):
     @torch.no_grad()
     def _start(self, p: StepPlan) -> MaskUpdate:
         g = self._generator(-1)
-        masks = {n: random_mask(self._params[n].shape, self.sparsities[n], g) for n in self.names}
+        # drawn on the CPU (the same numbers on every rank and device), used on the weights' device
+        masks = {n: random_mask(self._params[n].shape, self.sparsities[n], g).to(self._params[n].device) for n in self.names}
         return self._install(p, masks, grown={}, fraction=None)
 
     @torch.no_grad()
     def update_after_backward(self, p: StepPlan) -> Optional[MaskUpdate]:
         if not self.names or not p.masks.update or self.masks is None:
             return None
+        if self.grow == "gradient" and not self._gradients_finite():
+            return None  # an overflowed fp16 step: no update; the loss scaler skips the step and backs off
         g = self._generator(p.step) if self.grow == "random" else None
         masks, grown = {}, {}
         for n in self.names:
@@ -137,6 +140,10 @@ class RiglSparsifier(Sparsifier):
                 score = torch.zeros_like(param)
             masks[n], grown[n] = drop_and_grow(mask.contiguous(), param.detach(), score, p.masks.drop_fraction)
         return self._install(p, masks, grown, p.masks.drop_fraction)
+
+    def _gradients_finite(self) -> bool:
+        grads = [self._params[n].grad for n in self.names if self._params[n].grad is not None]
+        return all(bool(torch.isfinite(g).all()) for g in grads)
 
     def _install(
         self, p: StepPlan, masks: Dict[str, torch.Tensor], grown: Dict[str, torch.Tensor], fraction: Optional[float]
