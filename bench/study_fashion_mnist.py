@@ -5,27 +5,27 @@ The study itself is the user's command, not this script:
     acdc-train -m sweep=fashion_mnist_study hydra/launcher=slurm_local
 
 (re-launched with the same command after an interruption: finished runs are skipped). This
-script collects its sweep dir with ``acdc-sweep-collect``'s code into
+script collects its sweep dirs with ``acdc-sweep-collect``'s code into
 bench/results/study_fashion_mnist.{md,csv,png} and writes study_fashion_mnist.json: the
-machine, the launch segments and their wall time, every run's summary figures, and the
+machine, the launch segments and their wall time, every run's summary figures, the
 AC/DC-vs-GMP goal per sparsity (AC/DC's mean at most 0.5 points below GMP's at 90% and 95%,
-at most 1 point at 98%).
+at most 1 point at 98%), and where each RigL layout stands against GMP and AC/DC. Several
+sweep dirs are one study when its cells ran as separate sweeps (RigL's, added later).
 
-    python bench/study_fashion_mnist.py SWEEP_DIR [--segments study-times.log]
+    python bench/study_fashion_mnist.py SWEEP_DIR [SWEEP_DIR ...] [--segments LOG ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from acdc_exp.machine import describe
-from acdc_exp.runs.collect import collect, find_summaries
+from acdc_exp.runs.collect import aggregate, find_summaries, markdown_table, plot, write_csv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "study_fashion_mnist"
@@ -47,20 +47,43 @@ KEEP = (
 )
 
 
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def segments(log: Path) -> List[Dict[str, Any]]:
-    """``segment start <iso> <commit>`` / ``segment end <iso> rc=N`` pairs of the launch log
-    (bench/study_fashion_mnist_launch.sh); a segment without its end line stays open (no
-    ``wall_min``) and makes the total None."""
+    """``segment start [label] <iso> <commit>`` / ``segment end [label] <iso> rc=N`` pairs of a
+    launch log (bench/study_fashion_mnist_launch.sh; RigL's two sweeps side by side carry their
+    label); a segment without its end line stays open (no ``wall_min``)."""
     out: List[Dict[str, Any]] = []
     for line in log.read_text().splitlines():
         parts = line.split()
-        if parts[:2] == ["segment", "start"]:
-            out.append({"start": parts[2], "commit": parts[3] if len(parts) > 3 else None, "cpu": " ".join(parts[4:]) or None})
-        elif parts[:2] == ["segment", "end"] and out:
-            out[-1]["end"] = parts[2]
-            start, end = (datetime.fromisoformat(out[-1][k].replace("Z", "+00:00")) for k in ("start", "end"))
-            out[-1]["wall_min"] = round((end - start).total_seconds() / 60, 1)
+        if parts[:2] not in (["segment", "start"], ["segment", "end"]):
+            continue
+        label = parts.pop(2) if len(parts) > 2 and not parts[2][:1].isdigit() else None
+        if parts[1] == "start":
+            out.append({"label": label, "start": parts[2], "commit": parts[3] if len(parts) > 3 else None})
+            continue
+        open_ = [seg for seg in out if seg["label"] == label and "end" not in seg]
+        if open_:
+            open_[-1]["end"] = parts[2]
+            open_[-1]["wall_min"] = round((_time(parts[2]) - _time(open_[-1]["start"])).total_seconds() / 60, 1)
     return out
+
+
+def wall_minutes(segs: List[Dict[str, Any]]) -> Optional[float]:
+    """Minutes the machine spent on the study: the union of the segments (side-by-side sweeps
+    count once); None while one is open."""
+    if not all("end" in seg for seg in segs):
+        return None
+    spans = sorted((_time(seg["start"]), _time(seg["end"])) for seg in segs)
+    total, (lo, hi) = 0.0, spans[0]
+    for a, b in spans[1:]:
+        if a > hi:
+            total, lo, hi = total + (hi - lo).total_seconds(), a, b
+        else:
+            hi = max(hi, b)
+    return round((total + (hi - lo).total_seconds()) / 60, 1)
 
 
 def goal(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -114,33 +137,54 @@ def dense_members(summaries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return sorted(out, key=lambda r: (r["sparsity"], r["seed"]))
 
 
+def versus(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per sparsity: each RigL layout's mean top-1 minus GMP's and minus AC/DC's (points)."""
+    out: Dict[str, Any] = {}
+    for s in GOAL:
+        at = {}
+        for r in runs:
+            if round(r["sparsity_target"] or 0.0, 4) == s:
+                at.setdefault(r["method_label"] or r["method"], []).append(r["final_top1"])
+        means = {m: statistics.fmean(v) for m, v in at.items()}
+        for label in sorted(m for m in means if m.startswith("rigl")):
+            for other in ("gmp", "acdc"):
+                if other in means:
+                    out.setdefault(f"{s:.2f}", {})[f"{label}_minus_{other}"] = round(means[label] - means[other], 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep_dir", type=Path)
-    ap.add_argument("--segments", type=Path, default=None, help="the launch log with segment start/end lines")
+    ap.add_argument("sweep_dirs", type=Path, nargs="+")
+    ap.add_argument("--segments", type=Path, nargs="*", default=[], help="launch logs with segment start/end lines")
     args = ap.parse_args()
-    table, csv_path, png = collect(args.sweep_dir, RESULTS)
-    for path in (RESULTS / "sweep_summary.md", csv_path, png):
-        shutil.move(path, RESULTS / f"{NAME}{path.suffix}")
-    summaries = [s for s in find_summaries(args.sweep_dir) if not s.get("interrupted")]
-    runs = [{k: s.get(k) for k in KEEP} for s in summaries]
-    runs.sort(key=lambda r: (r["method"], r["sparsity_target"], r["seed"]))
+    summaries = [s for d in args.sweep_dirs for s in find_summaries(d) if not s.get("interrupted")]
+    rows = aggregate(summaries)
+    table = markdown_table(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{NAME}.md").write_text(table + "\n")
+    write_csv(rows, RESULTS / f"{NAME}.csv")
+    plot(rows, RESULTS / f"{NAME}.png", title="Fashion-MNIST, ResNet-8 (w16), 12 epochs: mean ± std over 3 seeds")
+    runs = [{k: s.get(k) for k in (*KEEP, "method_label")} for s in summaries]
+    runs.sort(key=lambda r: (r["method_label"] or r["method"], r["sparsity_target"], r["seed"]))
     record: Dict[str, Any] = {
         "bench": NAME,
         "command": "acdc-train -m sweep=fashion_mnist_study hydra/launcher=slurm_local",
+        "sweep_dirs": [str(d) for d in args.sweep_dirs],
         "runs": len(runs),
         "machine": describe(),
         "goal_acdc_vs_gmp": goal(runs),
+        "rigl_versus": versus(runs),
         "dense_members": dense_members(summaries),
         "per_run": runs,
     }
     if args.segments:
-        record["segments"] = segments(args.segments)
-        closed = all("wall_min" in seg for seg in record["segments"])
-        record["wall_min_total"] = round(sum(seg["wall_min"] for seg in record["segments"]), 1) if closed else None
+        record["segments"] = [seg for log in args.segments for seg in segments(log)]
+        record["wall_min_total"] = wall_minutes(record["segments"])
     (RESULTS / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(table)
-    print(json.dumps({k: record[k] for k in ("goal_acdc_vs_gmp", "runs")} | {"wall_min_total": record.get("wall_min_total")}))
+    summary = {k: record[k] for k in ("goal_acdc_vs_gmp", "rigl_versus", "runs")}
+    print(json.dumps(summary | {"wall_min_total": record.get("wall_min_total")}))
 
 
 if __name__ == "__main__":
