@@ -42,6 +42,11 @@ def target_of(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
+def variant_of(instance: Any) -> str:
+    """The variant name of a built object: its class's module's name (``Acdc(...)`` is ``acdc``)."""
+    return variant_name(target_of(type(instance)))
+
+
 @dataclass(frozen=True)
 class Variant:
     """A registered variant: its builder, the schema its config is merged onto, and traits

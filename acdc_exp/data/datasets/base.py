@@ -16,7 +16,7 @@ from omegaconf import MISSING
 from acdc_exp.data.loaders import Loader
 from acdc_exp.errors import DataError
 from acdc_exp.registries import DataConfig
-from acdc_exp.registry import target_of, variant_name
+from acdc_exp.registry import variant_of
 
 
 @dataclass
@@ -63,4 +63,4 @@ class BuiltInDataset(Dataset):
         given = self.cfg.cache_dir
         if given:
             return Path(str(given)).expanduser()
-        return Path(str(data_cache)).expanduser() / variant_name(target_of(type(self)))
+        return Path(str(data_cache)).expanduser() / variant_of(self)

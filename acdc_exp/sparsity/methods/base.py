@@ -17,7 +17,7 @@ from torch import nn
 from acdc_exp.errors import ConfigError
 from acdc_exp.plan.sparsity_schedule import SparsitySchedule
 from acdc_exp.registries import VariantConfig
-from acdc_exp.registry import target_of, variant_name
+from acdc_exp.registry import variant_of
 from acdc_exp.sparsity.masks import check_sparsity, parse_mask_type
 from acdc_exp.sparsity.sparsifier import MaskRule, Sparsifier, check_count
 
@@ -30,7 +30,7 @@ class SparsityMethod:
 
     @property
     def name(self) -> str:
-        return variant_name(target_of(type(self)))
+        return variant_of(self)
 
     @property
     def label(self) -> str:
